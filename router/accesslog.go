@@ -1,0 +1,115 @@
+package router
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+)
+
+const accessLogFlushSize = 32 << 10
+
+// accessLog collects access log lines. While the router serves, lines are
+// buffered and flushed every 200ms or every 32KiB, so a busy router makes one
+// write per batch, not one per request; otherwise each line is written at once.
+type accessLog struct {
+	mu       sync.Mutex
+	w        io.Writer
+	buf      []byte
+	buffered bool
+}
+
+func (a *accessLog) setBuffered(on bool) {
+	a.mu.Lock()
+	a.buffered = on
+	a.mu.Unlock()
+	if !on {
+		a.flush()
+	}
+}
+
+func (a *accessLog) write(line []byte) {
+	a.mu.Lock()
+	a.buf = append(a.buf, line...)
+	if !a.buffered || len(a.buf) >= accessLogFlushSize {
+		a.w.Write(a.buf) //nolint:errcheck // a failing log sink must not fail requests
+		a.buf = a.buf[:0]
+	}
+	a.mu.Unlock()
+}
+
+func (a *accessLog) flush() {
+	a.mu.Lock()
+	if len(a.buf) > 0 {
+		a.w.Write(a.buf) //nolint:errcheck // see write
+		a.buf = a.buf[:0]
+	}
+	a.mu.Unlock()
+}
+
+// logEntry is what the access log records of one request.
+type logEntry struct {
+	start    time.Time
+	remote   string
+	host     string
+	method   string
+	uri      string
+	proto    string
+	status   int
+	bytes    int64
+	upstream string
+	id       string
+}
+
+// appendLine formats one access log line:
+//
+//	2026-01-02T15:04:05.000Z 10.0.0.9 app.example.com "GET /x HTTP/1.1" 200 12 0.0012 10.20.0.5:5000 id
+//
+// The fields are time, client, host, request, status, body bytes, duration
+// in seconds, backend ("-" if none) and request id.
+func (e *logEntry) appendLine(b []byte, now time.Time) []byte {
+	b = e.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, ' ')
+	b = appendField(b, clientIP(e.remote))
+	b = append(b, ' ')
+	b = appendField(b, e.host)
+	b = append(b, ' ', '"')
+	b = appendSafe(b, e.method)
+	b = append(b, ' ')
+	b = appendSafe(b, e.uri)
+	b = append(b, ' ')
+	b = append(b, e.proto...)
+	b = append(b, '"', ' ')
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.bytes, 10)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, now.Sub(e.start).Seconds(), 'f', 4, 64)
+	b = append(b, ' ')
+	b = appendField(b, e.upstream)
+	b = append(b, ' ')
+	b = appendField(b, e.id)
+	return append(b, '\n')
+}
+
+func appendField(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendSafe(b, s)
+}
+
+// appendSafe appends s with bytes that could break the line format escaped.
+func appendSafe(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"

@@ -1,0 +1,209 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	upstreamReadBuf  = 8 << 10
+	upstreamWriteBuf = 4 << 10
+)
+
+// upstream is one backend address with its pool of keep-alive connections
+// and its passive health. It outlives tables: a backend present in two
+// successive tables keeps its pool.
+type upstream struct {
+	id, addr string
+	rt       *Router
+
+	active    atomic.Int64 // requests in flight, for LeastConn
+	downUntil atomic.Int64 // unix nanoseconds; 0 when up
+
+	mu      sync.Mutex
+	idle    []*pconn
+	retired bool
+}
+
+// pconn is one connection to a backend with its buffers.
+type pconn struct {
+	u      *upstream
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt int64 // unix nanoseconds when it went back to the pool
+}
+
+func newUpstream(id, addr string, rt *Router) *upstream {
+	return &upstream{id: id, addr: addr, rt: rt}
+}
+
+// up reports whether the backend may take requests at time now.
+func (u *upstream) up(now int64) bool {
+	d := u.downUntil.Load()
+	return d == 0 || now >= d
+}
+
+// markDown leaves the backend out of rotation for the fail timeout.
+func (u *upstream) markDown(err error) {
+	now := time.Now().UnixNano()
+	prev := u.downUntil.Swap(now + int64(u.rt.cfg.FailTimeout))
+	if prev == 0 || now >= prev {
+		u.rt.logger.Warn("backend down: connection failed", "backend", u.id, "addr", u.addr,
+			"retry_in", u.rt.cfg.FailTimeout, "err", err)
+	}
+}
+
+// markUp clears a passive failure after a successful connection.
+func (u *upstream) markUp() {
+	if u.downUntil.Load() != 0 && u.downUntil.Swap(0) != 0 {
+		u.rt.logger.Info("backend up again", "backend", u.id, "addr", u.addr)
+	}
+}
+
+// get returns a pooled connection idle for less than maxIdle, or dials a new
+// one. reused says which it was.
+func (u *upstream) get(ctx context.Context, maxIdle time.Duration) (pc *pconn, reused bool, err error) {
+	if maxIdle > 0 {
+		now := time.Now().UnixNano()
+		var stale []*pconn
+		u.mu.Lock()
+		for n := len(u.idle); n > 0; n = len(u.idle) {
+			c := u.idle[n-1]
+			u.idle[n-1] = nil
+			u.idle = u.idle[:n-1]
+			if now-c.idleAt < int64(maxIdle) {
+				pc = c
+				break
+			}
+			stale = append(stale, c)
+		}
+		u.mu.Unlock()
+		for _, c := range stale {
+			c.conn.Close()
+		}
+		if pc != nil {
+			return pc, true, nil
+		}
+	}
+	d := net.Dialer{Timeout: u.rt.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("dial backend %s: %w", u.addr, err)
+	}
+	u.markUp()
+	return &pconn{
+		u:    u,
+		conn: conn,
+		br:   bufio.NewReaderSize(conn, upstreamReadBuf),
+		bw:   bufio.NewWriterSize(conn, upstreamWriteBuf),
+	}, false, nil
+}
+
+// put returns a connection to the pool, or closes it when the backend left
+// the table or the pool is full.
+func (u *upstream) put(pc *pconn) {
+	pc.idleAt = time.Now().UnixNano()
+	u.mu.Lock()
+	if u.retired || len(u.idle) >= u.rt.cfg.MaxIdleConnsPerBackend {
+		u.mu.Unlock()
+		pc.conn.Close()
+		return
+	}
+	u.idle = append(u.idle, pc)
+	u.mu.Unlock()
+}
+
+// retire closes the pool: the backend is no longer in the table. In-flight
+// requests go on; their connections are closed when they end.
+func (u *upstream) retire() {
+	u.mu.Lock()
+	u.retired = true
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, c := range idle {
+		c.conn.Close()
+	}
+}
+
+// prune closes pooled connections idle longer than maxIdle.
+func (u *upstream) prune(maxIdle time.Duration) {
+	cutoff := time.Now().UnixNano() - int64(maxIdle)
+	var stale []*pconn
+	u.mu.Lock()
+	keep := u.idle[:0]
+	for _, c := range u.idle {
+		if c.idleAt < cutoff {
+			stale = append(stale, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	for i := len(keep); i < len(u.idle); i++ {
+		u.idle[i] = nil
+	}
+	u.idle = keep
+	u.mu.Unlock()
+	for _, c := range stale {
+		c.conn.Close()
+	}
+}
+
+// tried is the small set of backends a request has already failed on.
+type tried struct {
+	n  int
+	us [4]*upstream
+}
+
+func (t *tried) add(u *upstream) {
+	if t.n < len(t.us) {
+		t.us[t.n] = u
+		t.n++
+	}
+}
+
+func (t *tried) has(u *upstream) bool {
+	for i := 0; i < t.n; i++ {
+		if t.us[i] == u {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses a backend that is up and not yet tried, or nil.
+func (r *route) pick(p Policy, skip *tried) *upstream {
+	n := uint32(len(r.upstreams))
+	if n == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	start := r.next.Add(1)
+	if p == LeastConn {
+		var best *upstream
+		var bestActive int64
+		for i := uint32(0); i < n; i++ {
+			u := r.upstreams[(start+i)%n]
+			if !u.up(now) || skip.has(u) {
+				continue
+			}
+			if a := u.active.Load(); best == nil || a < bestActive {
+				best, bestActive = u, a
+			}
+		}
+		return best
+	}
+	for i := uint32(0); i < n; i++ {
+		u := r.upstreams[(start+i)%n]
+		if u.up(now) && !skip.has(u) {
+			return u
+		}
+	}
+	return nil
+}
