@@ -1,0 +1,314 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ExecOptions describes a process to run in a running container.
+type ExecOptions struct {
+	// Process is the program; UID and GID are container IDs.
+	Process Process
+	// TTY runs the process on a new pseudo-terminal of the container; its
+	// output then arrives on Stdout only.
+	TTY bool
+	// Stdin feeds the process; nil means /dev/null (without TTY) or nothing.
+	Stdin io.Reader
+	// Stdout and Stderr receive its output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+type execRequest struct {
+	Process Process `json:"process"`
+	TTY     bool    `json:"tty"`
+}
+
+type execReply struct {
+	Pid    int         `json:"pid,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	Status *ExitStatus `json:"status,omitempty"`
+}
+
+// Exec runs another process in a running container, in all its namespaces
+// and under the same restrictions as the app, and returns its exit status
+// once it exits and its output is copied.
+func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitStatus, error) {
+	c, err := e.loadConfig(id)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	if _, err := e.runningState(id); err != nil {
+		return ExitStatus{}, err
+	}
+	p := opts.Process
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return ExitStatus{}, invalid("Process.Args", "a program to run is required")
+	}
+	if size := c.Spec.IDMap.size(); c.UserNS && (p.UID >= size || p.GID >= size) {
+		return ExitStatus{}, invalid("Process.UID", "%d:%d is outside the mapped range", p.UID, p.GID)
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: filepath.Join(e.dir(id), "ctl.sock"), Net: "unix"})
+	if err != nil {
+		return ExitStatus{}, fmt.Errorf("connect to container init: %w", err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	req, _ := json.Marshal(execRequest{Process: p, TTY: opts.TTY})
+
+	var copiers sync.WaitGroup
+	var local []*os.File // our ends, closed when done
+	defer func() {
+		for _, f := range local {
+			f.Close()
+		}
+	}()
+	if !opts.TTY {
+		var remote []*os.File
+		mk := func(write bool) error {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fmt.Errorf("create exec pipe: %w", err)
+			}
+			if write { // the process writes: we keep the read end
+				remote, local = append(remote, w), append(local, r)
+			} else {
+				remote, local = append(remote, r), append(local, w)
+			}
+			return nil
+		}
+		for _, w := range []bool{false, true, true} {
+			if err := mk(w); err != nil {
+				return ExitStatus{}, err
+			}
+		}
+		fds := []int{int(remote[0].Fd()), int(remote[1].Fd()), int(remote[2].Fd())}
+		_, _, err = conn.WriteMsgUnix(req, unix.UnixRights(fds...), nil)
+		for _, f := range remote {
+			f.Close()
+		}
+		if err != nil {
+			return ExitStatus{}, fmt.Errorf("send exec request: %w", err)
+		}
+		stdin, stdout, stderr := local[0], local[1], local[2]
+		if opts.Stdin != nil {
+			go func() { _, _ = io.Copy(stdin, opts.Stdin); stdin.Close() }()
+		} else {
+			stdin.Close()
+		}
+		copiers.Add(2)
+		go func() { defer copiers.Done(); copyOut(opts.Stdout, stdout) }()
+		go func() { defer copiers.Done(); copyOut(opts.Stderr, stderr) }()
+	} else {
+		if _, _, err := conn.WriteMsgUnix(req, nil, nil); err != nil {
+			return ExitStatus{}, fmt.Errorf("send exec request: %w", err)
+		}
+	}
+	dec := json.NewDecoder(conn)
+	var rep execReply
+	if opts.TTY {
+		// The reply to a TTY request carries the terminal's master side.
+		buf := make([]byte, 4096)
+		oob := make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return ExitStatus{}, fmt.Errorf("read exec reply: %w", err)
+		}
+		if err := json.Unmarshal(buf[:n], &rep); err != nil {
+			return ExitStatus{}, fmt.Errorf("decode exec reply: %w", err)
+		}
+		if rep.Error != "" {
+			return ExitStatus{}, fmt.Errorf("exec in container %s: %s", id, rep.Error)
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		var master *os.File
+		for _, m := range msgs {
+			if fds, err := unix.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				master = os.NewFile(uintptr(fds[0]), "pty-master")
+			}
+		}
+		if master == nil {
+			return ExitStatus{}, fmt.Errorf("exec in container %s: no terminal received", id)
+		}
+		local = append(local, master)
+		if opts.Stdin != nil {
+			go func() { _, _ = io.Copy(master, opts.Stdin) }()
+		}
+		copiers.Add(1)
+		go func() { defer copiers.Done(); copyOut(opts.Stdout, master) }()
+	} else if err := dec.Decode(&rep); err != nil {
+		return ExitStatus{}, fmt.Errorf("read exec reply: %w", err)
+	} else if rep.Error != "" {
+		return ExitStatus{}, fmt.Errorf("exec in container %s: %s", id, rep.Error)
+	}
+	var fin execReply
+	if err := dec.Decode(&fin); err != nil || fin.Status == nil {
+		if ctx.Err() != nil {
+			return ExitStatus{}, ctx.Err()
+		}
+		return ExitStatus{}, fmt.Errorf("exec in container %s: container exited before the process", id)
+	}
+	if opts.TTY {
+		// The master reads EIO once the process and its children closed the slave.
+		done := make(chan struct{})
+		go func() { copiers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
+	} else {
+		copiers.Wait()
+	}
+	return *fin.Status, nil
+}
+
+func copyOut(w io.Writer, r io.Reader) {
+	if w == nil {
+		w = io.Discard
+	}
+	_, _ = io.Copy(w, r)
+}
+
+// serveExec accepts Exec requests on the control socket.
+func (in *initProc) serveExec(f *os.File) {
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go in.handleExec(conn.(*net.UnixConn))
+	}
+}
+
+func (in *initProc) handleExec(conn *net.UnixConn) {
+	defer conn.Close()
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(4*3))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if r, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, r...)
+			}
+		}
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	enc := json.NewEncoder(conn)
+	var req execRequest
+	if err := json.Unmarshal(buf[:n], &req); err != nil {
+		_ = enc.Encode(execReply{Error: "decode exec request: " + err.Error()})
+		return
+	}
+	var master, slave *os.File
+	var files []uintptr
+	if req.TTY {
+		master, slave, err = openPty()
+		if err != nil {
+			_ = enc.Encode(execReply{Error: err.Error()})
+			return
+		}
+		defer master.Close()
+		defer slave.Close()
+		files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
+	} else {
+		if len(fds) != 3 {
+			_ = enc.Encode(execReply{Error: "exec request without stdio"})
+			return
+		}
+		files = []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
+	}
+	type result struct {
+		pid int
+		err error
+	}
+	status := make(chan unix.WaitStatus, 1)
+	res := make(chan result, 1)
+	in.spawn <- func() {
+		pid, err := forkExec(&req.Process, files, req.TTY)
+		if err == nil {
+			in.mu.Lock()
+			in.waits[pid] = status
+			in.mu.Unlock()
+		}
+		res <- result{pid, err}
+	}
+	r := <-res
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fds = nil
+	if r.err != nil {
+		_ = enc.Encode(execReply{Error: r.err.Error()})
+		return
+	}
+	rep, _ := json.Marshal(execReply{Pid: r.pid})
+	if req.TTY {
+		slave.Close()
+		if _, _, err := conn.WriteMsgUnix(rep, unix.UnixRights(int(master.Fd())), nil); err != nil {
+			return
+		}
+		master.Close()
+	} else if _, err := conn.Write(append(rep, '\n')); err != nil {
+		return
+	}
+	ws := <-status
+	es := ExitStatus{ExitedAt: time.Now().UTC()}
+	if ws.Signaled() {
+		es.Signal = int(ws.Signal())
+		es.Code = 128 + es.Signal
+	} else {
+		es.Code = ws.ExitStatus()
+	}
+	_ = enc.Encode(execReply{Status: &es})
+}
+
+// openPty opens a new pseudo-terminal pair on the container's devpts.
+func openPty() (master, slave *os.File, err error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("get pty number: %w", err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("open pty slave: %w", err)
+	}
+	return m, s, nil
+}

@@ -1,0 +1,572 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
+)
+
+// Files passed to the init, in ExtraFiles order (fd 3 upward).
+const (
+	fdSync = 3 + iota // SOCK_SEQPACKET to the engine: config in, result out
+	fdLog             // the log file, append-only
+	fdExit            // exit.json, written once at the end
+	fdCtl             // listening socket for Exec requests
+)
+
+// initConfig is what the engine sends the init with the mount fds.
+type initConfig struct {
+	ID       string      `json:"id"`
+	Rootfs   string      `json:"rootfs"`
+	Hostname string      `json:"hostname"`
+	Process  Process     `json:"process"`
+	Mounts   []initMount `json:"mounts"` // fd i+1 of the message
+	UserNS   bool        `json:"userNS"`
+}
+
+type initMount struct {
+	Destination string `json:"destination"`
+	File        bool   `json:"file"`
+}
+
+// initReply is the init's answer once the app runs (or failed to).
+type initReply struct {
+	Pid   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// StartTimings are the durations of the parts of Start, for benchmarks and diagnostics.
+type StartTimings struct {
+	// Cgroup is creating the cgroup and applying limits.
+	Cgroup time.Duration
+	// Overlay is building the idmapped layers and the overlay rootfs.
+	Overlay time.Duration
+	// Network is creating and configuring the veth (zero without a bridge).
+	Network time.Duration
+	// Total is the whole Start, until the app's exec succeeded.
+	Total time.Duration
+}
+
+// Start runs the container's init and its app. It returns once the app's
+// program was executed (or failed to be).
+func (e *Engine) Start(ctx context.Context, id string) error {
+	_, err := e.StartTimed(ctx, id)
+	return err
+}
+
+// StartTimed is Start that also reports how long its parts took.
+func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error) {
+	var tm StartTimings
+	t0 := time.Now()
+	c, err := e.loadConfig(id)
+	if err != nil {
+		return tm, err
+	}
+	dir := e.dir(id)
+	stPath := filepath.Join(dir, "state.json")
+	if _, err := os.Stat(stPath); err == nil {
+		return tm, fmt.Errorf("start container %s: %w", id, ErrAlreadyStarted)
+	}
+	// Claim the start: a second Start sees state.json.
+	if err := os.WriteFile(stPath, []byte("{}"), 0o600); err != nil {
+		return tm, fmt.Errorf("write container state: %w", err)
+	}
+	ok := false
+	var cmd *exec.Cmd
+	defer func() {
+		if ok {
+			return
+		}
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		_ = e.destroyCgroup(id)
+		_ = os.Remove(stPath)
+	}()
+
+	tc := time.Now()
+	cg, err := e.cgroupManager(id, c.Spec.Limits)
+	if err != nil {
+		return tm, err
+	}
+	if err := cg.Apply(-1); err != nil {
+		return tm, fmt.Errorf("create cgroup: %w", err)
+	}
+	if err := cg.Set(resources(c.Spec.Limits)); err != nil {
+		return tm, fmt.Errorf("set cgroup limits: %w", err)
+	}
+	tm.Cgroup = time.Since(tc)
+
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return tm, fmt.Errorf("create sync socket: %w", err)
+	}
+	parent := os.NewFile(uintptr(sp[0]), "sync")
+	child := os.NewFile(uintptr(sp[1]), "sync-child")
+	defer parent.Close()
+	defer child.Close()
+	logF, err := os.OpenFile(c.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return tm, fmt.Errorf("open container log: %w", err)
+	}
+	defer logF.Close()
+	exitF, err := os.OpenFile(filepath.Join(dir, "exit.json"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return tm, fmt.Errorf("create exit file: %w", err)
+	}
+	defer exitF.Close()
+	sockPath := filepath.Join(dir, "ctl.sock")
+	_ = os.Remove(sockPath)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
+	if err != nil {
+		return tm, fmt.Errorf("listen on exec socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ctlF, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return tm, fmt.Errorf("get exec socket file: %w", err)
+	}
+	defer ctlF.Close()
+
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if c.UserNS {
+		flags |= unix.CLONE_NEWUSER
+		size := int(c.Spec.IDMap.size())
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(c.Spec.IDMap.HostUID), Size: size}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(c.Spec.IDMap.HostGID), Size: size}}
+		attr.GidMappingsEnableSetgroups = true
+		// Become container root before exec, or exec drops every capability.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	attr.Cloneflags = flags
+	if cgroups.IsCgroup2UnifiedMode() {
+		cgfd, err := unix.Open(cg.Path(""), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return tm, fmt.Errorf("open cgroup dir: %w", err)
+		}
+		defer unix.Close(cgfd)
+		attr.UseCgroupFD = true
+		attr.CgroupFD = cgfd
+	}
+	cmd = &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"berth-init", id},
+		Env:         []string{roleEnv + "=init"},
+		ExtraFiles:  []*os.File{child, logF, exitF, ctlF},
+		SysProcAttr: attr,
+	}
+	if err := cmd.Start(); err != nil {
+		return tm, fmt.Errorf("start container init: %w", err)
+	}
+	child.Close()
+	pid := cmd.Process.Pid
+	reaped := make(chan struct{})
+	e.mu.Lock()
+	e.children[id] = reaped
+	e.mu.Unlock()
+	initCmd := cmd
+	go func() {
+		err := initCmd.Wait()
+		e.recordInitExit(id, exitF.Name(), initCmd.ProcessState, err)
+		close(reaped)
+	}()
+	defer func() {
+		if !ok {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			<-reaped
+		}
+	}()
+	cmd = nil // the goroutine above owns Wait now
+
+	if !cgroups.IsCgroup2UnifiedMode() {
+		if err := cg.Apply(pid); err != nil {
+			return tm, fmt.Errorf("join cgroup: %w", err)
+		}
+	}
+
+	var (
+		wg     sync.WaitGroup
+		netErr error
+	)
+	if c.IP != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tn := time.Now()
+			netErr = e.attachNetwork(ctx, c, pid)
+			tm.Network = time.Since(tn)
+		}()
+	}
+	to := time.Now()
+	fds, cfg, err := e.prepareMounts(c, pid)
+	tm.Overlay = time.Since(to)
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	wg.Wait()
+	if err != nil {
+		return tm, err
+	}
+	if netErr != nil {
+		return tm, netErr
+	}
+	msg, err := json.Marshal(cfg)
+	if err != nil {
+		return tm, fmt.Errorf("encode init config: %w", err)
+	}
+	if err := unix.Sendmsg(int(parent.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
+		return tm, fmt.Errorf("send init config: %w", err)
+	}
+	reply, err := readReply(ctx, parent)
+	if err != nil {
+		return tm, err
+	}
+	if reply.Error != "" {
+		return tm, fmt.Errorf("start container %s: %s", id, reply.Error)
+	}
+	startTime, err := procStartTime(pid)
+	if err != nil {
+		return tm, fmt.Errorf("start container %s: init exited early", id)
+	}
+	st := stateFile{Pid: pid, StartTime: startTime, StartedAt: time.Now().UTC()}
+	if err := writeJSON(stPath, &st); err != nil {
+		return tm, fmt.Errorf("write container state: %w", err)
+	}
+	ok = true
+	tm.Total = time.Since(t0)
+	e.log.Debug("started container", "id", id, "pid", pid, "total", tm.Total)
+	return tm, nil
+}
+
+// readReply waits for the init's one reply, or its death.
+func readReply(ctx context.Context, f *os.File) (initReply, error) {
+	var r initReply
+	done := make(chan error, 1)
+	buf := make([]byte, 64<<10)
+	var n int
+	go func() {
+		var err error
+		n, err = f.Read(buf)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || n == 0 {
+			return r, fmt.Errorf("read init reply: init exited during setup")
+		}
+	case <-ctx.Done():
+		_ = f.Close() // unblocks the reader
+		return r, ctx.Err()
+	}
+	if err := json.Unmarshal(buf[:n], &r); err != nil {
+		return r, fmt.Errorf("decode init reply: %w", err)
+	}
+	return r, nil
+}
+
+// recordInitExit writes exit.json from the wait status when the init could
+// not (it was killed).
+func (e *Engine) recordInitExit(id, path string, ps *os.ProcessState, waitErr error) {
+	if b, err := os.ReadFile(path); err != nil || len(b) > 0 || ps == nil {
+		return
+	}
+	es := ExitStatus{ExitedAt: time.Now().UTC()}
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		es.Signal = int(ws.Signal())
+		es.Code = 128 + es.Signal
+	} else {
+		es.Code = ws.ExitStatus()
+	}
+	b, _ := json.Marshal(es)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if st, _ := f.Stat(); st != nil && st.Size() == 0 {
+		_, _ = f.Write(b)
+	}
+}
+
+// prepareMounts builds the overlay rootfs and the bind mount trees as
+// detached mounts, idmapped into the init's user namespace.
+func (e *Engine) prepareMounts(c *containerConfig, pid int) (fds []int, cfg *initConfig, err error) {
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+		}
+	}()
+	userns := -1
+	if c.UserNS {
+		userns, err = unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open init user namespace: %w", err)
+		}
+		defer unix.Close(userns)
+	}
+	ovl, err := buildOverlay(c, userns)
+	if err != nil {
+		return nil, nil, err
+	}
+	fds = append(fds, ovl)
+	cfg = &initConfig{ID: c.ID, Rootfs: filepath.Join(e.dir(c.ID), "rootfs"), Hostname: c.Spec.Hostname, Process: c.Spec.Process, UserNS: c.UserNS}
+	if cfg.Hostname == "" {
+		cfg.Hostname = c.ID[:12]
+	}
+	if err := e.writeEtcFiles(c, cfg.Hostname); err != nil {
+		return fds, nil, err
+	}
+	for _, f := range []string{"hosts", "resolv.conf", "hostname"} {
+		fd, err := cloneTree(filepath.Join(e.dir(c.ID), f), -1, true)
+		if err != nil {
+			return fds, nil, err
+		}
+		fds = append(fds, fd)
+		cfg.Mounts = append(cfg.Mounts, initMount{Destination: "/etc/" + f, File: true})
+	}
+	for i, m := range c.Spec.Mounts {
+		fd, err := cloneTree(m.Source, userns, m.ReadOnly)
+		if err != nil {
+			return fds, nil, fmt.Errorf("mount Mounts[%d] %s: %w", i, m.Source, err)
+		}
+		fds = append(fds, fd)
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fds, nil, fmt.Errorf("stat mount source: %w", err)
+		}
+		cfg.Mounts = append(cfg.Mounts, initMount{Destination: filepath.Clean(m.Destination), File: !st.IsDir()})
+	}
+	return fds, cfg, nil
+}
+
+// cloneTree makes a detached recursive bind mount of path, idmapped when
+// userns >= 0 and the filesystem supports it, read-only if ro.
+func cloneTree(path string, userns int, ro bool) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("clone mount tree: %w", err)
+	}
+	var attr unix.MountAttr
+	if userns >= 0 {
+		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		attr.Userns_fd = uint64(userns)
+	}
+	if ro {
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
+	if attr.Attr_set != 0 {
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("set mount attributes (idmap=%v ro=%v): %w", userns >= 0, ro, err)
+		}
+	}
+	return fd, nil
+}
+
+// buildOverlay assembles the overlay from fds: each layer as an idmapped
+// read-only detached mount appended with "lowerdir+" (no option-string
+// length limit), then upper and work. It returns the detached overlay mount.
+func buildOverlay(c *containerConfig, userns int) (int, error) {
+	fso, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("open overlay filesystem: %w", err)
+	}
+	defer unix.Close(fso)
+	var held []int
+	defer func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	}()
+	fail := func(what string, err error) (int, error) {
+		return -1, fmt.Errorf("%s: %w%s", what, err, fsErrors(fso))
+	}
+	// The first lowerdir+ is the top layer; Spec.Layers lists the base first.
+	for i := len(c.Spec.Layers) - 1; i >= 0; i-- {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, c.Spec.Layers[i], unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return -1, fmt.Errorf("clone layer %s: %w", c.Spec.Layers[i], err)
+		}
+		held = append(held, fd)
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if userns >= 0 {
+			attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+			attr.Userns_fd = uint64(userns)
+		}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			return -1, fmt.Errorf("idmap layer %s: %w", c.Spec.Layers[i], err)
+		}
+		if err := unix.FsconfigSetFd(fso, "lowerdir+", fd); err != nil {
+			return fail("add layer "+c.Spec.Layers[i], err)
+		}
+	}
+	var upper, work int
+	if !c.OwnUpper && userns >= 0 {
+		// A caller's upper dir keeps container IDs on disk: idmap its parent,
+		// which also holds the work dir (overlay wants both on one mount).
+		pfd, err := cloneTree(filepath.Dir(c.Upper), userns, false)
+		if err != nil {
+			return -1, fmt.Errorf("idmap upper dir: %w", err)
+		}
+		held = append(held, pfd)
+		if upper, err = unix.Openat(pfd, filepath.Base(c.Upper), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("open upper dir: %w", err)
+		}
+		held = append(held, upper)
+		if work, err = unix.Openat(pfd, filepath.Base(c.Work), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("open work dir: %w", err)
+		}
+		held = append(held, work)
+	} else {
+		if upper, err = unix.Open(c.Upper, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("open upper dir: %w", err)
+		}
+		held = append(held, upper)
+		if work, err = unix.Open(c.Work, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("open work dir: %w", err)
+		}
+		held = append(held, work)
+	}
+	if err := unix.FsconfigSetFd(fso, "upperdir", upper); err != nil {
+		return fail("set overlay upper dir", err)
+	}
+	if err := unix.FsconfigSetFd(fso, "workdir", work); err != nil {
+		return fail("set overlay work dir", err)
+	}
+	if err := unix.FsconfigCreate(fso); err != nil {
+		return fail("create overlay", err)
+	}
+	mfd, err := unix.Fsmount(fso, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fail("mount overlay", err)
+	}
+	return mfd, nil
+}
+
+// fsErrors reads the kernel's messages from an fs context, if any.
+func fsErrors(fso int) string {
+	var out string
+	buf := make([]byte, 1024)
+	for i := 0; i < 8; i++ {
+		n, err := unix.Read(fso, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		out += " (" + string(buf[:n]) + ")"
+	}
+	return out
+}
+
+// writeEtcFiles writes the generated /etc/hosts, /etc/resolv.conf and /etc/hostname.
+func (e *Engine) writeEtcFiles(c *containerConfig, hostname string) error {
+	dir := e.dir(c.ID)
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if c.IP != "" {
+		hosts += c.IP + "\t" + hostname + "\n"
+	} else {
+		hosts += "127.0.1.1\t" + hostname + "\n"
+	}
+	resolv := ""
+	if c.IP != "" {
+		resolv = hostResolvConf()
+	}
+	for name, body := range map[string]string{"hosts": hosts, "resolv.conf": resolv, "hostname": hostname + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write /etc/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// hostResolvConf is the host's resolv.conf without loopback name servers,
+// which a container cannot reach.
+func hostResolvConf() string {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return ""
+	}
+	var out []byte
+	for _, line := range splitLines(string(b)) {
+		var f [2]string
+		n, _ := fmt.Sscan(line, &f[0], &f[1])
+		if n == 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip == nil || ip.IsLoopback() {
+				continue
+			}
+		}
+		out = append(out, line...)
+		out = append(out, '\n')
+	}
+	return string(out)
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
+
+// probeIDMappedMounts checks that an idmapped mount of dir can be made.
+func probeIDMappedMounts(dir string) error {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = []string{roleEnv + "=pause"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1 << 30, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1 << 30, Size: 1}},
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start user namespace probe: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	}()
+	userns, err := unix.Open("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open probe user namespace: %w", err)
+	}
+	defer unix.Close(userns)
+	fd, err := cloneTree(dir, userns, true)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	unix.Close(fd)
+	return nil
+}
+
+
