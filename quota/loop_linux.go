@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loopDriver gives each app its own sparse ext4 image, sized so that the
-// space an unprivileged writer can fill is the app's limit, mounted through
-// a loop device. It needs no kernel quota support, but costs one loop
-// device per app and can grow a limit online but not shrink it.
+// loopDriver gives each app its own sparse ext4 image mounted through a
+// loop device; a root-only reserve file takes up the room beyond the app's
+// limit. It needs no kernel quota support, but costs one loop device per
+// app.
 type loopDriver struct {
 	root   string
 	logger *slog.Logger
@@ -91,13 +91,7 @@ func (l *loopDriver) ensure(ctx context.Context, app string, a *appState) (strin
 		}
 		l.logger.Info("loop image mounted", "app", app, "image", l.image(app))
 	}
-	dir := l.dir(app)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create app directory: %w", err)
-	}
-	if err := os.Chown(dir, a.UID, a.UID); err != nil {
-		return "", fmt.Errorf("chown app directory: %w", err)
-	}
+	// What the empty filesystem uses is not the app's.
 	if a.BaseBytes == 0 {
 		st, err := l.statfs(app)
 		if err != nil {
@@ -106,36 +100,28 @@ func (l *loopDriver) ensure(ctx context.Context, app string, a *appState) (strin
 		a.BaseBytes = int64(st.Blocks-st.Bfree) * st.Bsize
 		a.BaseInodes = int64(st.Files - st.Ffree)
 	}
+	dir := l.dir(app)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create app directory: %w", err)
+	}
+	if err := os.Chown(dir, a.UID, a.UID); err != nil {
+		return "", fmt.Errorf("chown app directory: %w", err)
+	}
+	if err := l.applyLimit(ctx, app, a, a.Limit); err != nil {
+		return "", err
+	}
 	return dir, nil
 }
 
-// create makes the app's image. The space left for files is the image size
-// minus ext4's overhead (journal, inode tables, the delayed-allocation
-// reserve), which depends on the size, so it makes the filesystem once,
-// measures what a non-root writer can use, and makes it again with the
-// difference corrected.
+// create makes the app's image, sparse and big enough for twice the limit:
+// the space beyond the limit is held by a reserve file (see applyLimit),
+// so the limit can move within that room while the filesystem is in use.
 func (l *loopDriver) create(ctx context.Context, app string, a *appState) error {
-	size := a.Limit + a.Limit/16 + 8<<20
+	size := 2*a.Limit + a.Limit/16 + 16<<20
 	tmp := l.image(app) + ".tmp"
-	tmpMnt := l.mnt(app) + ".probe"
-	defer os.Remove(tmpMnt)
-	for attempt := 0; ; attempt++ {
-		if err := l.mkfs(ctx, tmp, size, inodeLimit(a.Limit)); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		avail, err := l.measure(tmp, tmpMnt)
-		if err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		diff := avail - a.Limit
-		// Within 1 MiB (or 1%) above the limit is as close as ext4's
-		// allocation granularity gets; never below it.
-		if diff >= 0 && (diff <= 1<<20 || diff <= a.Limit/100) || attempt == 3 {
-			break
-		}
-		size -= diff
+	if err := l.mkfs(ctx, tmp, size, inodeLimit(a.Limit)); err != nil {
+		os.Remove(tmp)
+		return err
 	}
 	if err := os.Rename(tmp, l.image(app)); err != nil {
 		os.Remove(tmp)
@@ -164,7 +150,7 @@ func (l *loopDriver) mkfs(ctx context.Context, image string, size, inodes int64)
 	// -m 0: no root-reserved blocks, the limit is the limit for everyone;
 	// -N: a fixed inode count, the driver's inode limit;
 	// lazy init off so the first mount does not write inode tables in the
-	// background, which would count against nothing but slow the host.
+	// background.
 	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-N", strconv.FormatInt(inodes, 10),
 		"-E", "lazy_itable_init=0,lazy_journal_init=0", "-L", "berth-quota", image); err != nil {
 		return fmt.Errorf("create loop filesystem: %w", err)
@@ -172,46 +158,76 @@ func (l *loopDriver) mkfs(ctx context.Context, image string, size, inodes int64)
 	return nil
 }
 
-// measure mounts image briefly and returns the bytes a non-root writer can
-// use on it.
-func (l *loopDriver) measure(image, target string) (int64, error) {
-	if err := mountImage(image, target, "ext4", ""); err != nil {
-		return 0, err
-	}
-	var st unix.Statfs_t
-	err := unix.Statfs(target, &st)
-	if uerr := unmountAll(target); err == nil {
-		err = uerr
-	}
+// reserve is the root-only file that holds the space of the app's
+// filesystem beyond its limit.
+func (l *loopDriver) reserve(app string) string { return filepath.Join(l.mnt(app), ".berth-reserve") }
+
+// space returns what the app's filesystem holds: bytes an unprivileged
+// writer can still take, the reserve's size, and what the app uses.
+func (l *loopDriver) space(app string, a *appState) (avail, reserve, used int64, err error) {
+	st, err := l.statfs(app)
 	if err != nil {
-		return 0, fmt.Errorf("measure loop filesystem: %w", err)
+		return 0, 0, 0, err
 	}
-	return int64(st.Bavail) * st.Bsize, nil
+	var rst unix.Stat_t
+	if err := unix.Stat(l.reserve(app), &rst); err == nil {
+		reserve = rst.Blocks * 512
+	} else if !errors.Is(err, unix.ENOENT) {
+		return 0, 0, 0, fmt.Errorf("stat reserve: %w", err)
+	}
+	used = int64(st.Blocks-st.Bfree)*st.Bsize - a.BaseBytes - reserve
+	return int64(st.Bavail) * st.Bsize, reserve, max(used, 0), nil
 }
 
-func (l *loopDriver) setLimit(ctx context.Context, app string, a *appState, limit int64) error {
-	if limit < a.Limit {
-		return fmt.Errorf("set loop limit to %s (now %s): an ext4 image in use can only grow; remove the app's quota while no container runs and ensure it again, or use the btrfs driver: %w",
-			FormatSize(limit), FormatSize(a.Limit), ErrShrinkUnsupported)
-	}
-	st, err := l.statfs(app)
+// applyLimit sizes the reserve file so that the app can use limit bytes in
+// all: shrinking the reserve raises the limit, growing it lowers the
+// limit. Both work on a mounted filesystem with plain file operations.
+// Only a limit beyond the image's room needs the image and filesystem
+// grown, which ext4 does online only with CAP_SYS_RESOURCE.
+func (l *loopDriver) applyLimit(ctx context.Context, app string, a *appState, limit int64) error {
+	avail, reserve, used, err := l.space(app, a)
 	if err != nil {
 		return err
 	}
-	grow := limit - int64(st.Bavail)*st.Bsize - (a.BaseBytes - int64(st.Blocks-st.Bfree)*st.Bsize)
-	if grow <= 0 {
+	want := avail + reserve + used - limit
+	if want < 0 {
+		if err := l.grow(ctx, app, -want); err != nil {
+			return err
+		}
+		if avail, reserve, used, err = l.space(app, a); err != nil {
+			return err
+		}
+		want = max(avail+reserve+used-limit, 0)
+	}
+	want &^= 4095 // whole blocks; the app may get up to a block more
+	f, err := os.OpenFile(l.reserve(app), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("open reserve: %w", err)
+	}
+	defer f.Close()
+	if want <= reserve {
+		if err := f.Truncate(want); err != nil {
+			return fmt.Errorf("shrink reserve: %w", err)
+		}
 		return nil
 	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, want); err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			return fmt.Errorf("lower limit to %s: the app already uses %s; delete files first: %w", FormatSize(limit), HumanSize(used), ErrShrinkUnsupported)
+		}
+		return fmt.Errorf("grow reserve: %w", err)
+	}
+	return nil
+}
+
+// grow enlarges the app's image and filesystem by at least by bytes.
+func (l *loopDriver) grow(ctx context.Context, app string, by int64) error {
 	fi, err := os.Stat(l.image(app))
 	if err != nil {
 		return fmt.Errorf("grow loop image: %w", err)
 	}
-	// Growing the filesystem adds inode tables too, so add a margin; the
-	// limit is approximate to ext4's block-group granularity anyway.
-	newSize := fi.Size() + grow + grow/32
-	if err := os.Truncate(l.image(app), newSize); err != nil {
-		return fmt.Errorf("grow loop image: %w", err)
-	}
+	// New block groups bring inode tables along; add a margin for them.
+	newSize := fi.Size() + by + by/16 + 8<<20
 	dev, err := loopFind(l.image(app))
 	if err != nil {
 		return err
@@ -219,14 +235,21 @@ func (l *loopDriver) setLimit(ctx context.Context, app string, a *appState, limi
 	if dev == "" {
 		return fmt.Errorf("grow loop image %s: not attached", l.image(app))
 	}
+	if err := os.Truncate(l.image(app), newSize); err != nil {
+		return fmt.Errorf("grow loop image: %w", err)
+	}
 	if err := loopSetCapacity(dev); err != nil {
 		return err
 	}
 	if _, err := run(ctx, "resize2fs", dev); err != nil {
-		return fmt.Errorf("grow loop filesystem: %w", err)
+		return fmt.Errorf("grow loop filesystem beyond its %s image (online ext4 resize needs CAP_SYS_RESOURCE): %w", HumanSize(fi.Size()), err)
 	}
-	l.logger.Info("loop image grown", "app", app, "size", newSize, "limit", limit)
+	l.logger.Info("loop image grown", "app", app, "size", newSize)
 	return nil
+}
+
+func (l *loopDriver) setLimit(ctx context.Context, app string, a *appState, limit int64) error {
+	return l.applyLimit(ctx, app, a, limit)
 }
 
 func (l *loopDriver) usage(ctx context.Context, app string, a *appState) (Usage, error) {
@@ -234,9 +257,13 @@ func (l *loopDriver) usage(ctx context.Context, app string, a *appState) (Usage,
 	if err != nil {
 		return Usage{}, err
 	}
+	_, _, used, err := l.space(app, a)
+	if err != nil {
+		return Usage{}, err
+	}
 	return Usage{
-		Bytes:       max(int64(st.Blocks-st.Bfree)*st.Bsize-a.BaseBytes, 0),
-		Inodes:      max(int64(st.Files-st.Ffree)-a.BaseInodes, 0),
+		Bytes:       used,
+		Inodes:      max(int64(st.Files-st.Ffree)-a.BaseInodes-1, 0),
 		LimitBytes:  a.Limit,
 		LimitInodes: int64(st.Files) - a.BaseInodes,
 	}, nil

@@ -135,13 +135,9 @@ func loopAttach(image string) (*os.File, error) {
 // used it keeps its loop device; mounting that device again (instead of
 // attaching the image a second time) keeps one writer per image.
 func loopFind(image string) (string, error) {
-	st, err := os.Stat(image)
-	if err != nil {
+	var want unix.Stat_t
+	if err := unix.Stat(image, &want); err != nil {
 		return "", fmt.Errorf("find loop device of %s: %w", image, err)
-	}
-	want, ok := st.Sys().(*unix.Stat_t)
-	if !ok {
-		return "", fmt.Errorf("find loop device of %s: no inode", image)
 	}
 	entries, err := os.ReadDir("/sys/block")
 	if err != nil {
