@@ -4,7 +4,7 @@
 # It asks apt only when something is missing, so a second run is instant.
 set -euo pipefail
 
-run_pkgs=(postgresql git openssh-client busybox-static debootstrap iproute2 iptables ca-certificates btrfs-progs)
+run_pkgs=(postgresql git openssh-client busybox-static debootstrap iproute2 iptables ca-certificates btrfs-progs e2fsprogs)
 test_pkgs=("${run_pkgs[@]}" chromium)
 bench_pkgs=("${test_pkgs[@]}" runc crun nginx-light wrk hyperfine)
 
