@@ -136,8 +136,26 @@ func runInit() {
 	b, _ := json.Marshal(initReply{Pid: pid})
 	_, _ = sync.Write(b)
 	sync.Close()
+	go prewarmThreads(4)
 	go in.serveExec(os.NewFile(fdCtl, "ctl"))
 	in.loop(pid, sigs)
+}
+
+// prewarmThreads makes the Go runtime create n spare threads now. The Go
+// runtime dies when it cannot create a thread, which an app hitting
+// pids.max would otherwise cause; idle threads are kept and reused.
+func prewarmThreads(n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			time.Sleep(2 * time.Millisecond)
+			runtime.UnlockOSThread()
+		}()
+	}
+	wg.Wait()
 }
 
 // dropPrivileges limits this thread, and so every process forked from it,

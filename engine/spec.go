@@ -68,7 +68,8 @@ type Limits struct {
 	CPUPeriod time.Duration `json:"cpuPeriod,omitempty"`
 	// Cpuset restricts the CPUs, in cpuset list form ("0-1", "0,2").
 	Cpuset string `json:"cpuset,omitempty"`
-	// Pids caps the number of processes and threads.
+	// Pids caps the number of processes and threads, the init's few
+	// threads included.
 	Pids int64 `json:"pids,omitempty"`
 	// DiskBytes caps the upper directory's size; it needs a Quota provider.
 	DiskBytes int64 `json:"diskBytes,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -162,10 +163,18 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		attr.UseCgroupFD = true
 		attr.CgroupFD = cgfd
 	}
+	// The init's own stderr (Go runtime failures) goes to init.log.
+	initLog, err := os.OpenFile(filepath.Join(dir, "init.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return tm, fmt.Errorf("open init log: %w", err)
+	}
+	defer initLog.Close()
 	cmd = &exec.Cmd{
+		Stderr:      initLog,
 		Path:        "/proc/self/exe",
 		Args:        []string{"berth-init", id},
-		Env:         []string{roleEnv + "=init"},
+		// One P keeps the init at a handful of threads, which count against pids.max.
+		Env:         []string{roleEnv + "=init", "GOMAXPROCS=1"},
 		ExtraFiles:  []*os.File{child, logF, exitF, ctlF},
 		SysProcAttr: attr,
 	}
@@ -174,6 +183,11 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	}
 	child.Close()
 	pid := cmd.Process.Pid
+	// The init waits for its config, so it is surely alive here.
+	startTime, err := procStartTime(pid)
+	if err != nil {
+		return tm, fmt.Errorf("read init start time: %w", err)
+	}
 	reaped := make(chan struct{})
 	e.mu.Lock()
 	e.children[id] = reaped
@@ -239,10 +253,6 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	}
 	if reply.Error != "" {
 		return tm, fmt.Errorf("start container %s: %s", id, reply.Error)
-	}
-	startTime, err := procStartTime(pid)
-	if err != nil {
-		return tm, fmt.Errorf("start container %s: init exited early", id)
 	}
 	st := stateFile{Pid: pid, StartTime: startTime, StartedAt: time.Now().UTC()}
 	if err := writeJSON(stPath, &st); err != nil {
@@ -453,7 +463,16 @@ func buildOverlay(c *containerConfig, userns int) (int, error) {
 	if err := unix.FsconfigSetFd(fso, "workdir", work); err != nil {
 		return fail("set overlay work dir", err)
 	}
-	if err := unix.FsconfigCreate(fso); err != nil {
+	create := func() error { return unix.FsconfigCreate(fso) }
+	if !c.OwnUpper && userns >= 0 {
+		// Overlay works in its upper and work dirs with the creator's
+		// credentials; through the idmapped upper mount only IDs of the
+		// app's range can be written, so create the overlay as its root.
+		create = func() error {
+			return asFSUser(int(c.Spec.IDMap.HostUID), int(c.Spec.IDMap.HostGID), func() error { return unix.FsconfigCreate(fso) })
+		}
+	}
+	if err := create(); err != nil {
 		return fail("create overlay", err)
 	}
 	mfd, err := unix.Fsmount(fso, unix.FSMOUNT_CLOEXEC, 0)
@@ -569,4 +588,25 @@ func probeIDMappedMounts(dir string) error {
 	return nil
 }
 
-
+// asFSUser runs fn on one thread whose filesystem IDs are uid:gid; the
+// thread gets its IDs back afterwards, or is discarded if that fails.
+func asFSUser(uid, gid int, fn func() error) error {
+	const secbitNoSetuidFixup = 1 << 2
+	runtime.LockOSThread()
+	// Keep the filesystem capabilities that changing fsuid would clear.
+	bits, _ := unix.PrctlRetInt(unix.PR_GET_SECUREBITS, 0, 0, 0, 0)
+	_ = unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(bits|secbitNoSetuidFixup), 0, 0, 0)
+	_, _ = unix.SetfsgidRetGid(gid)
+	_, _ = unix.SetfsuidRetUid(uid)
+	err := fn()
+	_, _ = unix.SetfsuidRetUid(0)
+	_, _ = unix.SetfsgidRetGid(0)
+	restored := unix.Prctl(unix.PR_SET_SECUREBITS, uintptr(bits), 0, 0, 0) == nil
+	// setfs*id(-1) changes nothing and returns the current value.
+	u, _ := unix.SetfsuidRetUid(-1)
+	g, _ := unix.SetfsgidRetGid(-1)
+	if restored && u == 0 && g == 0 {
+		runtime.UnlockOSThread()
+	}
+	return err
+}
