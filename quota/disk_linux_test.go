@@ -494,3 +494,61 @@ func TestSetquotaDriver(t *testing.T) {
 		t.Fatalf("uid %d quota after Remove: %+v, %v; want no limits", uidA, q, err)
 	}
 }
+
+func TestRestoreReusesAttachedLoop(t *testing.T) {
+	requireRoot(t)
+	for _, driver := range []string{DriverBtrfs, DriverLoop} {
+		t.Run(driver, func(t *testing.T) {
+			root := quotaRoot(t)
+			requireDriver(t, root, driver)
+			ctx := context.Background()
+			d := newTestDisk(t, root, driver)
+			uid := testUID(7)
+			dir, err := d.Ensure(ctx, "held", uid, 16*mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A second mount of the app directory stands in for a running
+			// container's overlay, which keeps the filesystem (and so its
+			// loop device) alive after the daemon unmounts its own view.
+			held := filepath.Join(root, "held-by-container")
+			if err := os.Mkdir(held, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount(dir, held, "", unix.MS_BIND, ""); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { unix.Unmount(held, 0) })
+			if err := d.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if l := loopsUnder(t, root); len(l) != 1 {
+				t.Fatalf("loop devices while a container holds the filesystem: %v, want 1", l)
+			}
+			d2 := newTestDisk(t, root, driver)
+			if err := d2.Restore(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if l := loopsUnder(t, root); len(l) != 1 {
+				t.Fatalf("loop devices after Restore: %v, want the held one reused", l)
+			}
+			// Both views are the same filesystem: a file written through
+			// one appears in the other.
+			if written, errno := writeAs(t, uid, dir, "shared", mib); errno != 0 || written != mib {
+				t.Fatalf("write after restore: %d, %v", written, errno)
+			}
+			if _, err := os.Stat(filepath.Join(held, "shared")); err != nil {
+				t.Fatalf("restored mount is not the held filesystem: %v", err)
+			}
+			if err := unix.Unmount(held, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := d2.Remove(ctx, "held"); err != nil {
+				t.Fatal(err)
+			}
+			if l := loopsUnder(t, root); len(l) != 0 {
+				t.Fatalf("loop devices after Remove: %v", l)
+			}
+		})
+	}
+}
