@@ -99,7 +99,12 @@ func (lw *logWriter) copyStream(stream string, r io.Reader) {
 			if i < 0 {
 				break
 			}
-			lw.write(stream, false, buf[start:start+i])
+			line := buf[start : start+i]
+			for len(line) > maxLogLine {
+				lw.write(stream, true, line[:maxLogLine])
+				line = line[maxLogLine:]
+			}
+			lw.write(stream, false, line)
 			start += i + 1
 		}
 		for n-start >= maxLogLine {

@@ -170,9 +170,9 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	}
 	defer initLog.Close()
 	cmd = &exec.Cmd{
-		Stderr:      initLog,
-		Path:        "/proc/self/exe",
-		Args:        []string{"berth-init", id},
+		Stderr: initLog,
+		Path:   "/proc/self/exe",
+		Args:   []string{"berth-init", id},
 		// One P keeps the init at a handful of threads, which count against pids.max.
 		Env:         []string{roleEnv + "=init", "GOMAXPROCS=1"},
 		ExtraFiles:  []*os.File{child, logF, exitF, ctlF},

@@ -1,0 +1,75 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExec(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	spec := testSpec("sh", "-c", "echo app > /tmp/app-was-here; sleep 60")
+	spec.Hostname = "execbox"
+	id := run(t, e, spec)
+	waitFile := func() {
+		for i := 0; i < 100; i++ {
+			st, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"test", "-f", "/tmp/app-was-here"}}})
+			if err == nil && st.Code == 0 {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatal("app file never appeared")
+	}
+	waitFile()
+	tests := []struct {
+		name     string
+		opts     ExecOptions
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{name: "sees the app's namespaces", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "hostname; cat /tmp/app-was-here; cat /proc/1/cmdline | cut -c1-10"}}}, wantOut: "execbox\napp\nberth-init"},
+		{name: "exit code and stderr", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "echo e >&2; exit 4"}}}, wantCode: 4, wantErr: "e\n"},
+		{name: "stdin", opts: ExecOptions{Process: Process{Args: []string{"tr", "a-z", "A-Z"}}, Stdin: strings.NewReader("shout\n")}, wantOut: "SHOUT\n"},
+		{name: "user and env", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "echo $(id -u):$(id -g) $FOO; pwd"}, UID: 1000, GID: 1000, Env: []string{"FOO=bar"}, Cwd: "/tmp"}}, wantOut: "1000:1000 bar\n/tmp\n"},
+		{name: "tty", opts: ExecOptions{TTY: true, Process: Process{Args: []string{"sh", "-c", "tty; [ -t 0 ] && echo is-a-tty"}}}, wantOut: "/dev/pts/0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			tc.opts.Stdout, tc.opts.Stderr = &out, &errb
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st, err := e.Exec(ctx, id, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Code != tc.wantCode {
+				t.Errorf("code %d, want %d (stderr %q)", st.Code, tc.wantCode, errb.String())
+			}
+			got := strings.ReplaceAll(out.String(), "\r\n", "\n")
+			if !strings.Contains(got, tc.wantOut) {
+				t.Errorf("stdout %q, want %q", got, tc.wantOut)
+			}
+			if tc.opts.TTY && !strings.Contains(got, "is-a-tty") {
+				t.Errorf("tty stdout %q lacks is-a-tty", got)
+			}
+			if tc.wantErr != "" && errb.String() != tc.wantErr {
+				t.Errorf("stderr %q, want %q", errb.String(), tc.wantErr)
+			}
+		})
+	}
+	if _, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"no-such-program"}}}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("exec of a missing program: %v", err)
+	}
+	if _, err := e.Stop(context.Background(), id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"true"}}}); err == nil {
+		t.Error("exec in a stopped container succeeded")
+	}
+}
