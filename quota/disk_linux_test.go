@@ -552,3 +552,54 @@ func TestRestoreReusesAttachedLoop(t *testing.T) {
 		})
 	}
 }
+
+func TestOverlayUpperLimited(t *testing.T) {
+	requireRoot(t)
+	if !kernelHasFS("overlay") {
+		skipOrFail(t, "the kernel has no overlayfs")
+	}
+	for _, driver := range []string{DriverBtrfs, DriverLoop} {
+		t.Run(driver, func(t *testing.T) {
+			root := quotaRoot(t)
+			requireDriver(t, root, driver)
+			ctx := context.Background()
+			d := newTestDisk(t, root, driver)
+			uid := testUID(8)
+			dir, err := d.Ensure(ctx, "ovl", uid, 16*mib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the engine does: a container's upper and work dirs
+			// under the app directory, a read-only lower layer elsewhere.
+			lower := filepath.Join(root, "lower")
+			merged := filepath.Join(root, "merged")
+			for _, p := range []string{lower, merged, filepath.Join(dir, "c1", "upper"), filepath.Join(dir, "c1", "work")} {
+				if err := os.MkdirAll(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The engine hands the upper dir to the container's root.
+			if err := os.Chown(filepath.Join(dir, "c1", "upper"), uid, uid); err != nil {
+				t.Fatal(err)
+			}
+			opts := "lowerdir=" + lower + ",upperdir=" + filepath.Join(dir, "c1", "upper") + ",workdir=" + filepath.Join(dir, "c1", "work")
+			if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+				t.Fatalf("mount overlay: %v", err)
+			}
+			t.Cleanup(func() { unix.Unmount(merged, 0) })
+			written, errno := writeAs(t, uid, merged, "fill", 64*mib)
+			checkFilled(t, "through overlay", written, errno, 16*mib)
+			// The writes landed in the app's limited directory.
+			u, err := d.Usage(ctx, "ovl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Bytes < 16*mib*85/100 {
+				t.Fatalf("Usage after filling through the overlay = %+v", u)
+			}
+			if err := unix.Unmount(merged, 0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -15,7 +15,12 @@
 //     holding Root, set with quotactl(2) — the Cloud Foundry warden way. It
 //     needs no devices and no copies, but the filesystem must be mounted
 //     with usrquota and the kernel built with quota support (for ext4,
-//     CONFIG_QUOTA and CONFIG_QFMT_V2; for xfs, CONFIG_XFS_QUOTA).
+//     CONFIG_QUOTA and CONFIG_QFMT_V2; for xfs, CONFIG_XFS_QUOTA). Writes
+//     through an overlay run with the mounter's credentials, and a process
+//     with CAP_SYS_RESOURCE ignores hard limits, so with this driver the
+//     engine must mount a container's overlay from inside its user
+//     namespace (or without CAP_SYS_RESOURCE). The other drivers bind
+//     whatever the credentials.
 //   - btrfs: one btrfs subvolume per app with a qgroup limit on its
 //     referenced bytes. On a btrfs host the subvolumes live on the host's
 //     filesystem; elsewhere they live in one sparse, loop-backed btrfs

@@ -148,11 +148,9 @@ func (l *loopDriver) mkfs(ctx context.Context, image string, size, inodes int64)
 		return fmt.Errorf("create loop image: %w", err)
 	}
 	// -m 0: no root-reserved blocks, the limit is the limit for everyone;
-	// -N: a fixed inode count, the driver's inode limit;
-	// lazy init off so the first mount does not write inode tables in the
-	// background.
+	// -N: a fixed inode count, the driver's inode limit.
 	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-N", strconv.FormatInt(inodes, 10),
-		"-E", "lazy_itable_init=0,lazy_journal_init=0", "-L", "berth-quota", image); err != nil {
+		"-L", "berth-quota", image); err != nil {
 		return fmt.Errorf("create loop filesystem: %w", err)
 	}
 	return nil
