@@ -47,7 +47,8 @@ func (a *accessLog) flush() {
 	a.mu.Unlock()
 }
 
-// logEntry is what the access log records of one request.
+// logEntry is what the access log records of one request served by the
+// net/http path (the HTTPS listener and ServeHTTP).
 type logEntry struct {
 	start    time.Time
 	remote   string
@@ -68,39 +69,49 @@ type logEntry struct {
 // The fields are time, client, host, request, status, body bytes, duration
 // in seconds, backend ("-" if none) and request id.
 func (e *logEntry) appendLine(b []byte, now time.Time) []byte {
-	b = e.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = appendLogPrefix(b, e.start, clientIP(e.remote), e.host, e.method, e.uri, e.proto)
+	return appendLogSuffix(b, e.status, e.bytes, now.Sub(e.start), e.upstream, e.id)
+}
+
+// appendLogPrefix appends the fields known when a request arrives.
+func appendLogPrefix[T ~string | ~[]byte](b []byte, start time.Time, ip string, host, method, uri T, proto string) []byte {
+	b = start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
 	b = append(b, ' ')
-	b = appendField(b, clientIP(e.remote))
+	b = appendField(b, ip)
 	b = append(b, ' ')
-	b = appendField(b, e.host)
+	b = appendField(b, host)
 	b = append(b, ' ', '"')
-	b = appendSafe(b, e.method)
+	b = appendSafe(b, method)
 	b = append(b, ' ')
-	b = appendSafe(b, e.uri)
+	b = appendSafe(b, uri)
 	b = append(b, ' ')
-	b = append(b, e.proto...)
-	b = append(b, '"', ' ')
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, proto...)
+	return append(b, '"', ' ')
+}
+
+// appendLogSuffix appends the fields known when a response is done.
+func appendLogSuffix[T ~string | ~[]byte](b []byte, status int, n int64, d time.Duration, upstream string, id T) []byte {
+	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, e.bytes, 10)
+	b = strconv.AppendInt(b, n, 10)
 	b = append(b, ' ')
-	b = strconv.AppendFloat(b, now.Sub(e.start).Seconds(), 'f', 4, 64)
+	b = strconv.AppendFloat(b, d.Seconds(), 'f', 4, 64)
 	b = append(b, ' ')
-	b = appendField(b, e.upstream)
+	b = appendField(b, upstream)
 	b = append(b, ' ')
-	b = appendField(b, e.id)
+	b = appendField(b, id)
 	return append(b, '\n')
 }
 
-func appendField(b []byte, s string) []byte {
-	if s == "" {
+func appendField[T ~string | ~[]byte](b []byte, s T) []byte {
+	if len(s) == 0 {
 		return append(b, '-')
 	}
 	return appendSafe(b, s)
 }
 
 // appendSafe appends s with bytes that could break the line format escaped.
-func appendSafe(b []byte, s string) []byte {
+func appendSafe[T ~string | ~[]byte](b []byte, s T) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {

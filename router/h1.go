@@ -22,7 +22,10 @@ const maxHeadBytes = 64 << 10
 
 // errNothingRead means the backend closed the connection before sending any
 // byte of a response (typically a pooled connection it had just closed).
-var errNothingRead = errors.New("backend closed the connection before responding")
+var errNothingRead = errors.New("connection closed before any byte of a message")
+
+// errHeadTooLarge means a request or response head is over maxHeadBytes.
+var errHeadTooLarge = errors.New("head too large")
 
 // bodyError is a failure reading the client's request body.
 type bodyError struct{ err error }
@@ -153,39 +156,52 @@ func skipRequestHeader(k string) bool {
 
 // readHead reads a response head up to and without its blank line.
 func readHead(br *bufio.Reader) (string, error) {
+	head, discard, err := peekHead(br)
+	if err != nil {
+		return "", err
+	}
+	s := string(head)
+	br.Discard(discard)
+	return s, nil
+}
+
+// peekHead finds a whole head (start line and fields, without the blank
+// line) in br. Usually the head stays in br's buffer, valid until br is next
+// read, and discard is how much to skip past it; a head larger than the
+// buffer is copied out and already consumed (discard 0).
+func peekHead(br *bufio.Reader) (head []byte, discard int, err error) {
 	if _, err := br.Peek(1); err != nil {
-		return "", fmt.Errorf("read response: %w: %w", errNothingRead, err)
+		return nil, 0, fmt.Errorf("read head: %w: %w", errNothingRead, err)
 	}
 	for {
 		buf, _ := br.Peek(br.Buffered())
 		if end, next := headEnd(buf); end >= 0 {
-			s := string(buf[:end])
-			br.Discard(next)
-			return s, nil
+			return buf[:end], next, nil
 		}
 		if br.Buffered() == br.Size() {
-			return readLongHead(br)
+			head, err := readLongHead(br)
+			return head, 0, err
 		}
 		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return "", fmt.Errorf("read response head: %w", err)
+			return nil, 0, fmt.Errorf("read head: %w", err)
 		}
 	}
 }
 
 // readLongHead reads a head larger than the connection's buffer.
-func readLongHead(br *bufio.Reader) (string, error) {
+func readLongHead(br *bufio.Reader) ([]byte, error) {
 	var acc []byte
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return "", fmt.Errorf("read response head: %w", err)
+			return nil, fmt.Errorf("read head: %w", err)
 		}
 		if len(acc) > 0 && acc[len(acc)-1] == '\n' && (string(line) == "\r\n" || string(line) == "\n") {
-			return string(acc), nil
+			return acc, nil
 		}
 		acc = append(acc, line...)
 		if len(acc) > maxHeadBytes {
-			return "", fmt.Errorf("read response head: over %d bytes: %w", maxHeadBytes, ErrBadUpstreamResponse)
+			return nil, fmt.Errorf("read head: over %d bytes: %w", maxHeadBytes, errHeadTooLarge)
 		}
 	}
 }
@@ -219,6 +235,12 @@ type respHead struct {
 	chunked   bool
 	keepAlive bool
 	upgrade   string
+	trailer   bool // a chunked response announcing trailers
+	// For the fast path: the status code and reason, the offset of the
+	// first header line, and whether Connection names other headers.
+	statusLine []byte
+	fields     int
+	connTokens bool
 }
 
 // parseHead parses a response head into h (the client's response headers)
@@ -271,8 +293,10 @@ func parseHead(head string, h http.Header, rh *respHead) error {
 				}
 			}
 			continue
-		case "Keep-Alive", "Proxy-Connection", "Te", "Trailer":
+		case "Keep-Alive", "Proxy-Connection", "Te":
 			continue
+		case "Trailer":
+			rh.trailer = true
 		case "Upgrade":
 			rh.upgrade = v
 			continue
@@ -308,6 +332,9 @@ func parseHead(head string, h http.Header, rh *respHead) error {
 	if rh.chunked {
 		delete(h, "Content-Length")
 		rh.length = -1
+	} else if rh.trailer {
+		delete(h, "Trailer")
+		rh.trailer = false
 	}
 	if closeConn {
 		rh.keepAlive = false

@@ -101,6 +101,7 @@ func (rt *Router) proxy(w http.ResponseWriter, req *http.Request, r *route, e *l
 	replayable := !hasBody && idempotent(req.Method)
 	ctx := req.Context()
 	var skip tried
+	closedEarly := false // a backend took the connection, then closed it
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 {
 			// Retry against the table in force now: the backend that
@@ -127,13 +128,24 @@ func (rt *Router) proxy(w http.ResponseWriter, req *http.Request, r *route, e *l
 			skip.add(u)
 			continue
 		}
-		res, ab := rt.roundTrip(w, req, pc, reused && replayable, e)
+		res, ab := rt.roundTrip(w, req, pc, replayable, e)
 		u.active.Add(-1)
 		if res == resDone {
 			return ab
 		}
-		// A pooled connection the backend had closed: dial afresh.
+		// Nothing reached the backend's application. A pooled connection
+		// the backend had just closed: dial afresh. A new connection reset
+		// at once (a backend closing its listener): try another backend.
 		maxIdle = 0
+		if !reused {
+			skip.add(u)
+			closedEarly = true
+		}
+	}
+	if closedEarly {
+		e.status = http.StatusBadGateway
+		e.bytes = rt.page(w, http.StatusBadGateway, "502 Bad Gateway: the app's instance closed the connection without responding.\n")
+		return false
 	}
 	e.status = http.StatusServiceUnavailable
 	e.bytes = rt.page(w, http.StatusServiceUnavailable, "503 Service Unavailable: app \""+r.appName()+
@@ -157,7 +169,8 @@ func idempotent(method string) bool {
 }
 
 // roundTrip sends the request on pc and copies the response to w. canRetry
-// says a failure before any response byte may be retried elsewhere.
+// says a request that may be sent again (idempotent, without a body): a
+// failure before any response byte then asks for a retry.
 func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn, canRetry bool, e *logEntry) (result, bool) {
 	// Wake blocked backend I/O when the client goes away.
 	stop := context.AfterFunc(req.Context(), func() { pc.conn.SetDeadline(aLongTimeAgo) })
@@ -242,6 +255,10 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 		}
 	}
 	w.WriteHeader(rh.status)
+	if rh.trailer {
+		// Commit to chunked encoding now so the trailers can follow.
+		http.NewResponseController(w).Flush()
+	}
 	if noBody {
 		reusable = rh.keepAlive
 		return resDone, false

@@ -28,8 +28,8 @@ type Router struct {
 	logger *slog.Logger
 	ctx    context.Context // for logger.Enabled only
 
-	table   atomic.Pointer[compiled]
-	tableMu sync.Mutex           // serialises SetTable
+	table     atomic.Pointer[compiled]
+	tableMu   sync.Mutex           // serialises SetTable
 	upstreams map[string]*upstream // by addr; guarded by tableMu
 
 	alog     *accessLog
@@ -145,12 +145,13 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 		}
 	}
 	var servers []*http.Server
+	var fast *fastServer
 	errc := make(chan error, 2)
 	if httpLn != nil {
-		srv := newServer()
-		servers = append(servers, srv)
+		// Plain HTTP goes through the router's own HTTP/1.x server (fast.go).
+		fast = &fastServer{rt: rt, ln: httpLn, conns: make(map[*fconn]struct{})}
 		rt.logger.Info("serving http", "addr", httpLn.Addr().String())
-		go func() { errc <- srv.Serve(httpLn) }()
+		go func() { errc <- fast.serve() }()
 	}
 	if httpsLn != nil {
 		srv := newServer()
@@ -190,6 +191,11 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 				srv.Close()
 			}
 		}()
+	}
+	if fast != nil {
+		if !fast.shutdown(sctx.Done()) {
+			rt.logger.Warn("drain timed out; closed client connections")
+		}
 	}
 	wg.Wait()
 	rt.closeHijacked()
