@@ -616,6 +616,8 @@ func (e *Engine) Stats(id string) (Stats, error) {
 		MemoryBytes: s.MemoryStats.Usage.Usage,
 		CPUTime:     time.Duration(s.CpuStats.CpuUsage.TotalUsage),
 		Pids:        s.PidsStats.Current,
+
+		CPUThrottledPeriods: s.CpuStats.ThrottlingData.ThrottledPeriods,
 	}
 	if l := s.MemoryStats.Usage.Limit; l > 0 && l < 1<<60 {
 		out.MemoryLimitBytes = l

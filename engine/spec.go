@@ -331,4 +331,6 @@ type Stats struct {
 	Pids uint64
 	// OOMKills counts the OOM kills in the container.
 	OOMKills uint64
+	// CPUThrottledPeriods counts the periods in which the CPU quota stopped the container.
+	CPUThrottledPeriods uint64
 }
