@@ -60,10 +60,12 @@ func NewStore(dataDir string, logger *slog.Logger) (*Store, error) {
 			_ = os.RemoveAll(filepath.Join(s.tmpDir(), e.Name()))
 		}
 	}
-	// The layers directory is traversed by the engine's mount code as
-	// root; lower dirs themselves must be searchable.
-	if err := os.Chmod(s.layersDir(), 0o711); err != nil {
-		return nil, fmt.Errorf("chmod layers directory: %w", err)
+	// Build containers' init runs as the app's unprivileged host UID and
+	// must traverse to the layers and to RUN steps' upper directories.
+	for _, d := range []string{s.root, s.layersDir(), s.tmpDir()} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("chmod store directory: %w", err)
+		}
 	}
 	return s, nil
 }
