@@ -291,6 +291,9 @@ func (fc *fconn) proxy(rq *fastReq, discard int, id []byte) (st fastStatus) {
 	}
 	defer dropHead()
 
+	if rt.acmeHTTP != nil && bytes.HasPrefix(rq.uri, []byte(acmeChallengePrefix)) {
+		return fc.acmeChallenge(rq)
+	}
 	var hb [256]byte
 	host := lowerHost(hb[:0], rq.host)
 	r := rt.table.Load().lookupBytes(host)
@@ -1036,7 +1039,7 @@ func scanResponseHead(head []byte, rh *respHead) error {
 	rh.statusLine = line[9:]
 	rh.keepAlive = line[7] != '0'
 	rh.fields = min(i+1, len(head))
-		closeConn := false
+	closeConn := false
 	for off := rh.fields; ; {
 		_, name, value, next, ok, bad := nextField(head, off)
 		if bad {
@@ -1155,4 +1158,51 @@ func lowerHost(dst, host []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// acmeChallenge answers an ACME http-01 challenge through autocert's handler.
+func (fc *fconn) acmeChallenge(rq *fastReq) fastStatus {
+	raw := append(append([]byte(nil), rq.head...), "\r\n"...)
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		return fastStatus{status: http.StatusBadRequest, bytes: fc.errorPage(http.StatusBadRequest, "400 Bad Request\n", true)}
+	}
+	req.RemoteAddr = fc.c.RemoteAddr().String()
+	rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+	fc.rt.acmeHTTP.ServeHTTP(rec, req)
+	bw := fc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(rec.status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(rec.status))
+	bw.WriteString("\r\n")
+	rec.header.Set("Content-Length", strconv.Itoa(rec.body.Len()))
+	rec.header.Set("Connection", "close")
+	rec.header.Write(bw)
+	bw.WriteString("\r\n")
+	bw.Write(rec.body.Bytes())
+	bw.Flush()
+	return fastStatus{status: rec.status, bytes: int64(rec.body.Len())}
+}
+
+// bufferedResponse is a ResponseWriter that keeps the response in memory,
+// for the few requests the fast path hands to an http.Handler.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if !b.wrote {
+		b.status, b.wrote = code, true
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	b.wrote = true
+	return b.body.Write(p)
 }
