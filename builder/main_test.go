@@ -172,8 +172,10 @@ func (te *testEnv) checkClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 0 {
-		t.Errorf("%d containers left after the build", len(infos))
+	for _, in := range infos {
+		if in.Labels["berth.role"] == "build" {
+			t.Errorf("build container %s left after the build", in.ID)
+		}
 	}
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
