@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -34,7 +35,8 @@ type Options struct {
 	Runner StepRunner
 	// Logger is scoped to the builder component.
 	Logger *slog.Logger
-	// Limits are the default resource limits of RUN steps.
+	// Limits are the default resource limits of RUN steps; zero fields
+	// mean 2 GiB of memory, all CPUs' worth of quota and 4096 pids.
 	Limits Limits
 	// DebianBase is the buildpacks' base image; default "debian:bookworm".
 	// It is made with CreateDebianBase on first use when missing.
@@ -61,6 +63,17 @@ func New(opts Options) (*Builder, error) {
 	}
 	if opts.DebianBase == "" {
 		opts.DebianBase = "debian:bookworm"
+	}
+	// Every RUN step is limited; these defaults apply where neither the
+	// options nor the request say otherwise.
+	if opts.Limits.MemoryBytes == 0 {
+		opts.Limits.MemoryBytes = 2 << 30
+	}
+	if opts.Limits.CPUQuota == 0 {
+		opts.Limits.CPUQuota = float64(runtime.NumCPU())
+	}
+	if opts.Limits.Pids == 0 {
+		opts.Limits.Pids = 4096
 	}
 	return &Builder{store: opts.Store, runner: opts.Runner, log: opts.Logger.With("component", "builder"), opts: opts}, nil
 }
@@ -163,19 +176,17 @@ func (b *Builder) Build(ctx context.Context, req BuildRequest) (*BuildResult, er
 	res := &BuildResult{}
 	var plan *Plan
 	var procs map[string]string
-	dfPath, err := safeJoin(bc.dir, dfName)
-	if err != nil {
-		return nil, err
-	}
-	if src, rerr := os.ReadFile(dfPath); rerr == nil {
+	if src, rerr := bc.readFile(dfName); rerr == nil {
 		res.Kind = "dockerfile"
 		if plan, err = ParseDockerfileBytes(src); err != nil {
 			return nil, err
 		}
-		if pf, perr := os.ReadFile(filepath.Join(bc.dir, "Procfile")); perr == nil {
+		if pf, perr := bc.readFile("Procfile"); perr == nil {
 			if procs, err = ParseProcfileBytes(pf); err != nil {
 				return nil, err
 			}
+		} else if !os.IsNotExist(perr) {
+			return nil, perr
 		}
 	} else if os.IsNotExist(rerr) && req.Dockerfile == "" {
 		bp, p, err := DetectBuildpack(bc.dir)

@@ -465,3 +465,49 @@ func writeTarGz(t *testing.T, path string, files map[string]string) {
 		t.Fatal(err)
 	}
 }
+
+func TestContextFilesAreNotFollowedOutside(t *testing.T) {
+	te := newTestEnv(t)
+	te.busybox(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	writeFiles(t, filepath.Dir(secret), map[string]string{"secret": "TOPSECRET line\n"})
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+	}{
+		{"dockerfile symlink", func(t *testing.T, dir string) {
+			if err := os.Symlink(secret, filepath.Join(dir, "Dockerfile")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"procfile symlink", func(t *testing.T, dir string) {
+			writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\n"})
+			if err := os.Symlink(secret, filepath.Join(dir, "Procfile")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"copy through symlinked dir", func(t *testing.T, dir string) {
+			writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nCOPY out/* /x/\n"})
+			if err := os.Symlink(filepath.Dir(secret), filepath.Join(dir, "out")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			res, _, err := te.build(t, BuildRequest{App: "sym", ContextDir: dir})
+			if err == nil {
+				dirs, _ := te.store.LayerDirs(res.Image)
+				if b, ok := (mergedFS{layers: dirs}).readFile("/x/secret"); ok {
+					t.Fatalf("host file copied into the image: %q", b)
+				}
+				t.Fatal("build through a symlink out of the context succeeded")
+			}
+			if strings.Contains(err.Error(), "TOPSECRET") {
+				t.Fatalf("error leaks the host file: %v", err)
+			}
+		})
+	}
+}

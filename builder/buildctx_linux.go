@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -54,6 +55,39 @@ func openBuildContext(dir string) (*buildContext, error) {
 	return bc, nil
 }
 
+// readFile reads a regular file of the context (the Dockerfile, the
+// Procfile) without following a symlink, so a pushed repository cannot make
+// the builder read, and echo in errors, a file of the host.
+func (bc *buildContext) readFile(rel string) ([]byte, error) {
+	p, err := safeJoin(bc.dir, rel)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("read %s: it is a symlink; the builder reads only regular files from the build context", rel)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", rel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: not a regular file", rel)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", rel, err)
+	}
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("read %s: larger than 1 MiB", rel)
+	}
+	return b, nil
+}
+
 // excluded reports whether rel (slash-separated, relative to the context)
 // is left out by .dockerignore.
 func (bc *buildContext) excluded(rel string) bool {
@@ -91,6 +125,10 @@ func (bc *buildContext) expand(srcs []string) ([]string, error) {
 				rel, err := filepath.Rel(bc.dir, m)
 				if err != nil || strings.HasPrefix(rel, "..") || bc.excluded(rel) {
 					continue
+				}
+				// Glob follows symlinked directories; a match must not.
+				if _, err := safeJoin(bc.dir, rel); err != nil {
+					return nil, err
 				}
 				out = append(out, rel)
 				n++

@@ -24,31 +24,34 @@ type Buildpack struct {
 	Env []KeyValue
 }
 
-// Buildpacks are tried in order; the first whose Detect file exists wins.
-var defaultBuildpacks = []Buildpack{
-	{
-		Name: "go", Detect: "go.mod",
-		Packages: []string{"golang-go", "ca-certificates", "git"},
-		Build:    "mkdir -p /app/bin && GOFLAGS=-mod=mod GOBIN=/app/bin go install ./...",
-		Env:      []KeyValue{{"PATH", "/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
-	},
-	{
-		Name: "node", Detect: "package.json",
-		Packages: []string{"nodejs", "npm", "ca-certificates"},
-		Build:    "npm install --omit=dev --no-audit --no-fund",
-		Env:      []KeyValue{{"NODE_ENV", "production"}, {"PATH", "/app/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
-	},
-	{
-		Name: "python", Detect: "requirements.txt",
-		Packages: []string{"python3", "python3-venv", "ca-certificates"},
-		Build: "python3 -m venv /app/.venv && if grep -qvE '^[[:space:]]*(#|$)' requirements.txt; " +
-			"then /app/.venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt; fi",
-		Env: []KeyValue{{"PATH", "/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, {"PYTHONUNBUFFERED", "1"}},
-	},
-	{
-		Name: "static", Detect: "index.html",
-		Packages: []string{"busybox"},
-	},
+// Buildpacks returns the built-in buildpacks in the order they are tried;
+// the first whose Detect file exists wins.
+func Buildpacks() []Buildpack {
+	return []Buildpack{
+		{
+			Name: "go", Detect: "go.mod",
+			Packages: []string{"golang-go", "ca-certificates", "git"},
+			Build:    "mkdir -p /app/bin && GOFLAGS=-mod=mod GOBIN=/app/bin go install ./...",
+			Env:      []KeyValue{{"PATH", "/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		},
+		{
+			Name: "node", Detect: "package.json",
+			Packages: []string{"nodejs", "npm", "ca-certificates"},
+			Build:    "npm install --omit=dev --no-audit --no-fund",
+			Env:      []KeyValue{{"NODE_ENV", "production"}, {"PATH", "/app/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		},
+		{
+			Name: "python", Detect: "requirements.txt",
+			Packages: []string{"python3", "python3-venv", "ca-certificates"},
+			Build: "python3 -m venv /app/.venv && if grep -qvE '^[[:space:]]*(#|$)' requirements.txt; " +
+				"then /app/.venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt; fi",
+			Env: []KeyValue{{"PATH", "/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, {"PYTHONUNBUFFERED", "1"}},
+		},
+		{
+			Name: "static", Detect: "index.html",
+			Packages: []string{"busybox"},
+		},
+	}
 }
 
 // DetectBuildpack picks the buildpack for the app in dir and reads its
@@ -56,7 +59,7 @@ var defaultBuildpacks = []Buildpack{
 func DetectBuildpack(dir string) (Buildpack, map[string]string, error) {
 	var bp Buildpack
 	found := false
-	for _, b := range defaultBuildpacks {
+	for _, b := range Buildpacks() {
 		if fi, err := os.Stat(filepath.Join(dir, b.Detect)); err == nil && fi.Mode().IsRegular() {
 			bp, found = b, true
 			break
@@ -65,7 +68,11 @@ func DetectBuildpack(dir string) (Buildpack, map[string]string, error) {
 	if !found {
 		return bp, nil, fmt.Errorf("%w: add a Dockerfile, or one of go.mod, package.json, requirements.txt, index.html", ErrNoBuildpack)
 	}
-	f, err := os.Open(filepath.Join(dir, "Procfile"))
+	pf := filepath.Join(dir, "Procfile")
+	if fi, err := os.Lstat(pf); err == nil && !fi.Mode().IsRegular() {
+		return bp, nil, fmt.Errorf("%w: Procfile must be a regular file, not a symlink or directory", ErrProcfile)
+	}
+	f, err := os.Open(pf)
 	if os.IsNotExist(err) {
 		return bp, nil, fmt.Errorf("%w: %s app has no Procfile; add one with a line like \"web: <command>\"", ErrProcfile, bp.Name)
 	}

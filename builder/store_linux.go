@@ -293,6 +293,21 @@ func (s *Store) LayerDirs(img *Image) ([]string, error) {
 	return dirs, nil
 }
 
+// Lookup returns what deploy needs to run the image stored under ref: its
+// record (OCI config and Procfile process table) and its layer
+// directories, the bottom layer first.
+func (s *Store) Lookup(ref string) (*Image, []string, error) {
+	img, err := s.Image(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs, err := s.LayerDirs(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, dirs, nil
+}
+
 // cacheEntry is one build-cache record: the layer a step made.
 type cacheEntry struct {
 	Layer string    `json:"layer,omitempty"`

@@ -384,3 +384,51 @@ func TestNormalizeRef(t *testing.T) {
 		})
 	}
 }
+
+func TestPruneKeepsBuildCacheUntilAsked(t *testing.T) {
+	s := newTestStore(t)
+	if _, err := s.ImportImage(context.Background(), busyboxImage(t), "busybox", nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Store: s}) // no runner: this build has no RUN step
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nCOPY a /a\nENV X=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Build(context.Background(), BuildRequest{App: "p", ContextDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, dirs, err := s.Lookup("p")
+	if err != nil || len(dirs) != 2 || img.Config.Env[len(img.Config.Env)-1] != "X=1" {
+		t.Fatalf("lookup: %v %v %v", img, dirs, err)
+	}
+	copyLayer := res.Image.Layers[1]
+	if err := s.RemoveImage("p"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Prune(false)
+	if err != nil || len(rep.Layers) != 0 || !s.HasLayer(copyLayer) {
+		t.Fatalf("prune without cache removed %v (%v)", rep.Layers, err)
+	}
+	rep, err = s.Prune(true)
+	if err != nil || len(rep.Layers) != 1 || rep.Layers[0] != copyLayer || s.HasLayer(copyLayer) {
+		t.Fatalf("prune with cache removed %v (%v), want the COPY layer", rep.Layers, err)
+	}
+	if !s.HasLayer(res.Image.Layers[0]) {
+		t.Fatal("prune removed the busybox layer that an image still uses")
+	}
+	// A build without a runner that reaches RUN says so.
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build(context.Background(), BuildRequest{App: "p", ContextDir: dir}); !errors.Is(err, ErrNoRunner) {
+		t.Fatalf("err = %v, want ErrNoRunner", err)
+	}
+}
