@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berthhq/berth/builder"
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/gitreceive"
+	"github.com/berthhq/berth/internal/control"
+	"github.com/berthhq/berth/platform"
+	"github.com/berthhq/berth/router"
+)
+
+// daemon holds berth's subsystems, built once in newDaemon and passed
+// explicitly to whoever needs them.
+type daemon struct {
+	cfg     Config
+	logger  *slog.Logger
+	db      *database
+	svc     *platform.Service
+	engine  *engine.Engine
+	store   *builder.Store
+	builder *builder.Builder
+	router  *router.Router
+	cmds    *gitreceive.Commands
+	ssh     *gitreceive.Server
+	control *control.Server
+}
+
+func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if err := ensureDataDirs(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find berth's own binary: %w", err)
+	}
+	if d.db, err = openDatabase(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	d.svc = platform.New(d.db.pool, logger)
+
+	d.engine, err = engine.New(engine.Config{
+		Root:       filepath.Join(cfg.DataDir, "containers"),
+		BridgeName: cfg.BridgeName,
+		Subnet:     cfg.BridgeSubnet,
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start container engine: %w", err)
+	}
+	if !d.engine.UserNamespaces() {
+		logger.Warn("this kernel cannot idmap the shared layers: containers run without a user namespace (root inside is root outside); upgrade to Linux 5.19+ on ext4/xfs/btrfs for full isolation")
+	}
+	if d.store, err = builder.NewStore(cfg.DataDir, logger); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	runner := builder.NewEngineRunner(d.engine, d.appIDs, logger)
+	if d.builder, err = builder.New(builder.Options{Store: d.store, Runner: runner, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if d.router, err = router.New(router.Config{HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, AccessLog: nil}, logger); err != nil {
+		return nil, fmt.Errorf("start router: %w", err)
+	}
+
+	gcfg := gitreceive.Config{
+		Addr: cfg.SSHAddr, DataDir: cfg.DataDir, Socket: cfg.Socket, Executable: exe,
+		Domain: cfg.Domain, Version: version,
+	}
+	d.cmds = gitreceive.NewCommands(gcfg, d.svc, nil, builderAdapter{b: d.builder}, logger, d.extensions()...)
+	if d.ssh, err = gitreceive.NewServer(gcfg, d.cmds, logger); err != nil {
+		return nil, err
+	}
+	if d.control, err = control.Listen(cfg.Socket, d.handleLocal, logger); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// appIDs gives an app's private host ID range for its build containers.
+func (d *daemon) appIDs(app string) (builder.IDRange, error) {
+	a, err := d.svc.App(context.Background(), platform.System(), app)
+	if err != nil {
+		return builder.IDRange{}, err
+	}
+	return builder.IDRange{HostUID: uint32(a.UIDBase), HostGID: uint32(a.UIDBase), Size: 65536}, nil
+}
+
+// handleLocal runs a command from the root-only socket as the system actor.
+func (d *daemon) handleLocal(ctx context.Context, s *control.Session) int {
+	return d.cmds.Run(ctx, platform.System(), s.Request.Args, &gitreceive.Env{
+		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.Request.TTY, Local: true,
+	})
+}
+
+// run serves every front door until ctx ends, then stops them all.
+func (d *daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	serve := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	serve("control socket", d.control.Serve)
+	serve("ssh", d.ssh.Serve)
+	serve("router", d.router.Serve)
+	if d.db.cluster != nil {
+		go func() {
+			select {
+			case <-d.db.cluster.Done():
+				if ctx.Err() == nil {
+					errc <- errors.New("embedded postgres stopped for good; see " + d.db.cluster.LogPath())
+					cancel()
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (d *daemon) close() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if d.db != nil {
+			d.db.close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(90 * time.Second):
+		d.logger.Error("shutdown timed out")
+	}
+}

@@ -1,0 +1,87 @@
+// Command berth is the berth PaaS in one binary: `berth serve` runs the
+// daemon; `berth COMMAND ARGS…` on the host runs a command in the running
+// daemon over its root-only socket, the same command set as
+// `ssh berth@host COMMAND ARGS…`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/control"
+	"golang.org/x/term"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	// The engine re-execs this binary as container init and helpers; those
+	// roles take over here and never return.
+	engine.MaybeInit()
+	code, err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berth:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// run is the whole program; it returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) (int, error) {
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			fset := flag.NewFlagSet("berth serve", flag.ContinueOnError)
+			fset.SetOutput(stderr)
+			cfg, rest, err := loadConfig(fset, args[1:], getenv)
+			if err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return 0, nil
+				}
+				return 2, err
+			}
+			if len(rest) > 0 {
+				return 2, fmt.Errorf("serve: unexpected argument %q", rest[0])
+			}
+			return 0, serve(cfg, stderr)
+		case "--version", "-version":
+			fmt.Fprintln(stdout, "berth", version)
+			return 0, nil
+		}
+	}
+	// Everything else is a command for the daemon. Global flags may come
+	// first: berth [--socket PATH] COMMAND ARGS…
+	fset := flag.NewFlagSet("berth", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprintln(stderr, "usage: berth serve [flags]      run the daemon (berth serve -h lists the flags)")
+		fmt.Fprintln(stderr, "       berth COMMAND [ARGS…]    run a command in the running daemon (berth help lists them)")
+	}
+	cfg, rest, err := loadConfig(fset, args, getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, nil
+		}
+		return 2, err
+	}
+	if len(rest) == 0 {
+		rest = []string{"help"}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	req := control.Request{Args: rest}
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		req.TTY = true
+	}
+	return control.Run(ctx, cfg.Socket, req, stdin, stdout, stderr)
+}
