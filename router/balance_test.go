@@ -419,3 +419,44 @@ func TestGracefulDrain(t *testing.T) {
 		t.Fatal("listener still accepting after Serve returned")
 	}
 }
+
+// TestDrainWithWebsocket checks an open websocket does not hold the drain
+// for the whole shutdown timeout: it is closed once requests are done.
+func TestDrainWithWebsocket(t *testing.T) {
+	be := startBackend(t, "ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Read(r.Context())
+	}))
+	rt := newRouter(t, Config{ShutdownTimeout: 5 * time.Minute})
+	rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- rt.ServeListeners(ctx, ln, nil) }()
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer dcancel()
+	c, _, err := websocket.Dial(dctx, "ws://"+ln.Addr().String()+"/", &websocket.DialOptions{Host: "app.test", HTTPClient: newClient(t)})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.CloseNow()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("drain waited on an open websocket")
+	}
+	if _, _, err := c.Read(dctx); err == nil {
+		t.Fatal("websocket still open after the router stopped")
+	}
+}

@@ -47,6 +47,7 @@ const (
 	connIdle int32 = iota
 	connActive
 	connClosed
+	connHijacked // a tunnel: closed after the drain, not waited for
 )
 
 // fastServer tracks the connections of one plain-HTTP listener.
@@ -99,7 +100,12 @@ func (fs *fastServer) shutdown(done <-chan struct{}) bool {
 				fc.c.Close()
 			}
 		}
-		n := len(fs.conns)
+		n := 0
+		for fc := range fs.conns {
+			if fc.state.Load() != connHijacked {
+				n++
+			}
+		}
 		fs.mu.Unlock()
 		if n == 0 {
 			return true
@@ -298,11 +304,13 @@ func (fc *fconn) proxy(rq *fastReq, discard int, id []byte) (st fastStatus) {
 	host := lowerHost(hb[:0], rq.host)
 	r := rt.table.Load().lookupBytes(host)
 	clientKeep := !rq.closeAfter && (!rq.http10 || rq.keepAlive)
+	// Error pages close HTTP/1.0 connections and those with an unread body.
+	pageCloses := !clientKeep || rq.hasBody() || rq.http10
 	if r == nil {
 		st.status = http.StatusNotFound
 		st.bytes = fc.errorPage(http.StatusNotFound, "404 Not Found: no app is served at host \""+string(host)+
-			"\".\nCheck the address, or attach the domain to an app: berth domains:add APP "+string(host)+"\n", !clientKeep || rq.hasBody())
-		st.keep = clientKeep && !rq.hasBody()
+			"\".\nCheck the address, or attach the domain to an app: berth domains:add APP "+string(host)+"\n", pageCloses)
+		st.keep = !pageCloses
 		return st
 	}
 
@@ -351,8 +359,8 @@ func (fc *fconn) proxy(rq *fastReq, discard int, id []byte) (st fastStatus) {
 	}
 	st.status = http.StatusServiceUnavailable
 	st.bytes = fc.errorPage(http.StatusServiceUnavailable, "503 Service Unavailable: app \""+r.appName()+
-		"\" has no healthy instance right now.\nCheck it with: berth ps:report "+r.appName()+"\n", !clientKeep || hasBody)
-	st.keep = clientKeep && !hasBody
+		"\" has no healthy instance right now.\nCheck it with: berth ps:report "+r.appName()+"\n", pageCloses)
+	st.keep = !pageCloses
 	return st
 }
 
@@ -453,6 +461,9 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 	keep := clientKeep && mode != bodyRaw
 	writeClientHead(fc.bw, head, &rh, mode, !keep)
 	pc.br.Discard(headDiscard)
+	if keep && rq.http10 {
+		fc.bw.WriteString("Connection: keep-alive\r\n")
+	}
 	fc.bw.WriteString("\r\n")
 	st.keep = keep
 
@@ -663,6 +674,7 @@ func writeChunk(bw *bufio.Writer, p []byte) {
 // either side closes; it returns the bytes sent to the client.
 func (fc *fconn) tunnel(pc *pconn) int64 {
 	rt := fc.rt
+	fc.state.Store(connHijacked)
 	rt.trackHijacked(fc.c, true)
 	defer rt.trackHijacked(fc.c, false)
 	if err := fc.bw.Flush(); err != nil {
@@ -812,7 +824,7 @@ func nextField(head []byte, off int) (line, name, value []byte, next int, ok, ba
 			return line, nil, nil, next, false, true
 		}
 	}
-	value = bytes.Trim(line[colon+1:], " \t")
+	value = trimOWS(line[colon+1:])
 	for _, c := range value {
 		if c < 0x20 && c != '\t' || c == 0x7f {
 			return line, nil, nil, next, false, true
@@ -922,7 +934,7 @@ func parseRequestHead(rq *fastReq) (int, string) {
 		return http.StatusBadRequest, "400 Bad Request: chunked body in an HTTP/1.0 request\n"
 	}
 	// Absolute-form targets carry the host themselves.
-	if len(rq.uri) > 0 && rq.uri[0] != '/' && rq.uri[0] != '*' {
+	if len(rq.uri) > 0 && rq.uri[0] != '/' && string(rq.uri) != "*" {
 		if rest, ok := bytes.CutPrefix(rq.uri, []byte("http://")); ok {
 			j := bytes.IndexByte(rest, '/')
 			if j < 0 {
@@ -1205,4 +1217,15 @@ func (b *bufferedResponse) WriteHeader(code int) {
 func (b *bufferedResponse) Write(p []byte) (int, error) {
 	b.wrote = true
 	return b.body.Write(p)
+}
+
+// trimOWS trims spaces and tabs around a field value.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -518,3 +518,29 @@ func TestMalformedResponses(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTP10KeepAlive(t *testing.T) {
+	be := startBackend(t, "web", nil)
+	rt := newRouter(t, Config{})
+	rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+	addr := serveRouter(t, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		fmt.Fprint(conn, "GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "web" || resp.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("request %d: body %q, Connection %q", i, body, resp.Header.Get("Connection"))
+		}
+	}
+}
