@@ -17,4 +17,11 @@ var (
 	ErrNoListener = errors.New("no listener to serve on")
 	// ErrInvalidConfig means a Config field has a value the router cannot use.
 	ErrInvalidConfig = errors.New("invalid router config")
+
+	// errNothingRead means the peer closed the connection before sending
+	// any byte of a message (typically a pooled backend connection the
+	// backend had just closed): the request may be retried.
+	errNothingRead = errors.New("connection closed before any byte of a message")
+	// errHeadTooLarge means a request or response head is over maxHeadBytes.
+	errHeadTooLarge = errors.New("head too large")
 )

@@ -204,6 +204,7 @@ type fastReq struct {
 	upgrade     []byte
 	expect      bool
 	xff         bool
+	isHead      bool // the method is HEAD (kept apart: the head's bytes go once the body is read)
 	id          []byte
 }
 
@@ -447,7 +448,7 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 		return resDone
 	}
 
-	noBody := string(rq.method) == http.MethodHead || rh.status == http.StatusNoContent || rh.status == http.StatusNotModified
+	noBody := rq.isHead || rh.status == http.StatusNoContent || rh.status == http.StatusNotModified
 	mode := bodyNone
 	switch {
 	case noBody:
@@ -853,6 +854,7 @@ func parseRequestHead(rq *fastReq) (int, string) {
 		return http.StatusBadRequest, "400 Bad Request: malformed request line\n"
 	}
 	rq.method, rq.uri = line[:sp1], rest[:sp2]
+	rq.isHead = string(rq.method) == http.MethodHead
 	proto := rest[sp2+1:]
 	switch string(proto) {
 	case "HTTP/1.1":

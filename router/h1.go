@@ -20,13 +20,6 @@ import (
 
 const maxHeadBytes = 64 << 10
 
-// errNothingRead means the backend closed the connection before sending any
-// byte of a response (typically a pooled connection it had just closed).
-var errNothingRead = errors.New("connection closed before any byte of a message")
-
-// errHeadTooLarge means a request or response head is over maxHeadBytes.
-var errHeadTooLarge = errors.New("head too large")
-
 // bodyError is a failure reading the client's request body.
 type bodyError struct{ err error }
 

@@ -2,7 +2,6 @@ package router
 
 import (
 	"crypto/tls"
-	"fmt"
 	"strings"
 	"sync/atomic"
 )
@@ -167,15 +166,4 @@ func normalizeHost(h string) string {
 		}
 	}
 	return h
-}
-
-func describeBackends(us []*upstream) string {
-	var b strings.Builder
-	for i, u := range us {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s(%s)", u.id, u.addr)
-	}
-	return b.String()
 }
