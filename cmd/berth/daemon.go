@@ -34,8 +34,8 @@ type daemon struct {
 	control *control.Server
 }
 
-func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (d *daemon, err error) {
-	d = &daemon{cfg: cfg, logger: logger}
+func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
 			d.close()

@@ -40,15 +40,12 @@ type Server struct {
 	wg sync.WaitGroup
 }
 
-// Listen creates the socket at path (its directory made 0700, the socket
-// 0600, a stale socket from a killed daemon replaced) and returns a server
+// Listen creates the socket at path (its directory, when missing, made 0700;
+// the socket 0600; a stale socket from a killed daemon replaced) and returns a server
 // ready to Serve.
 func Listen(path string, handler Handler, logger *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create control socket dir: %w", err)
-	}
-	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("restrict control socket dir: %w", err)
 	}
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()

@@ -1,0 +1,90 @@
+// Package testenv holds helpers berth's tests share: the rule that a test
+// needing root or a host feature may skip only outside CI, unique names for
+// host-wide resources, and building the berth binary once per test process.
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI=true, where skipping a
+// privileged test is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Skip skips the test with reason, or fails it under CI.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("cannot run under CI=true: %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot skips (outside CI) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root: it starts real containers, postgres and listeners")
+	}
+}
+
+// RequireCommands skips (outside CI) unless every named program is on PATH.
+func RequireCommands(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			Skip(t, n+" is not installed (make test installs it)")
+		}
+	}
+}
+
+// Suffix returns a short random hex string for names of host-wide resources
+// (bridges, veths, cgroups) that must not collide with a parallel test process.
+func Suffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+	out  []byte
+}
+
+// BerthBinary builds ./cmd/berth once per test process and returns its path.
+// Cleanup is the caller's TestMain's job via RemoveBuilt.
+func BerthBinary(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.err = os.MkdirTemp("", "berth-bin-")
+		if build.err != nil {
+			return
+		}
+		// Container init runs as an unprivileged host UID and must be able
+		// to exec the binary.
+		_ = os.Chmod(build.dir, 0o755)
+		build.path = filepath.Join(build.dir, "berth")
+		cmd := exec.Command("go", "build", "-o", build.path, "github.com/berthhq/berth/cmd/berth")
+		build.out, build.err = cmd.CombinedOutput()
+	})
+	if build.err != nil {
+		t.Fatalf("build berth: %v\n%s", build.err, build.out)
+	}
+	return build.path
+}
+
+// RemoveBuilt deletes the binary BerthBinary built, if any.
+func RemoveBuilt() {
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+}
