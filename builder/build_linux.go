@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -51,6 +52,9 @@ type Builder struct {
 	runner StepRunner
 	log    *slog.Logger
 	opts   Options
+	// baseMu keeps concurrent first builds from bootstrapping the Debian
+	// base twice.
+	baseMu sync.Mutex
 }
 
 // New makes a Builder.
@@ -196,13 +200,8 @@ func (b *Builder) Build(ctx context.Context, req BuildRequest) (*BuildResult, er
 		procs = p
 		res.Kind = "buildpack:" + bp.Name
 		fmt.Fprintf(req.Output, "-----> %s app detected (Procfile: %s)\n", bp.Name, strings.Join(sortedKeys(p), ", "))
-		if _, err := b.store.Image(b.opts.DebianBase); errors.Is(err, ErrImageNotFound) {
-			fmt.Fprintf(req.Output, "-----> creating the %s base image (once per host)\n", b.opts.DebianBase)
-			dopt := b.opts.Debian
-			dopt.Ref, dopt.Output = b.opts.DebianBase, req.Output
-			if _, err := b.store.CreateDebianBase(ctx, dopt); err != nil {
-				return nil, err
-			}
+		if err := b.ensureDebianBase(ctx, req.Output); err != nil {
+			return nil, err
 		}
 		if plan, err = ParseDockerfile(strings.NewReader(bp.Dockerfile(b.opts.DebianBase))); err != nil {
 			return nil, fmt.Errorf("render %s buildpack: %w", bp.Name, err)
@@ -233,6 +232,21 @@ func (b *Builder) Build(ctx context.Context, req BuildRequest) (*BuildResult, er
 	fmt.Fprintf(req.Output, "-----> built %s (%d layers, %s) in %s\n", tag, len(img.Layers), humanSize(img.Size()), res.Duration.Round(time.Millisecond))
 	b.log.Info("build finished", "app", req.App, "image", tag, "kind", res.Kind, "runs", res.RunsExecuted(), "duration", res.Duration)
 	return res, nil
+}
+
+// ensureDebianBase makes the buildpacks' base image if it is missing.
+func (b *Builder) ensureDebianBase(ctx context.Context, out io.Writer) error {
+	b.baseMu.Lock()
+	defer b.baseMu.Unlock()
+	_, err := b.store.Image(b.opts.DebianBase)
+	if !errors.Is(err, ErrImageNotFound) {
+		return err
+	}
+	fmt.Fprintf(out, "-----> creating the %s base image (once per host)\n", b.opts.DebianBase)
+	dopt := b.opts.Debian
+	dopt.Ref, dopt.Output = b.opts.DebianBase, out
+	_, err = b.store.CreateDebianBase(ctx, dopt)
+	return err
 }
 
 // stageState is the image a stage has built so far.
