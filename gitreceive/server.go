@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +39,8 @@ type Server struct {
 	logger *slog.Logger
 	ssh    *ssh.Server
 	ln     net.Listener
+	// hostKey is the public half of the persisted host key.
+	hostKey gossh.PublicKey
 
 	mu     sync.Mutex
 	pushes map[string]*push // push ID → the SSH session it belongs to
@@ -66,7 +67,7 @@ func NewServer(cfg Config, cmds *Commands, logger *slog.Logger) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, cmds: cmds, logger: logger.With("component", "ssh"), pushes: map[string]*push{}}
+	s := &Server{cfg: cfg, cmds: cmds, logger: logger.With("component", "ssh"), pushes: map[string]*push{}, hostKey: signer.PublicKey()}
 	s.ssh = &ssh.Server{
 		Addr:             cfg.Addr,
 		Handler:          s.handleSession,
@@ -224,4 +225,5 @@ func (s *Server) lookupPush(id string) (*push, bool) {
 	return p, ok
 }
 
-var _ io.Writer = (*os.File)(nil)
+// HostKey is the server's public host key, for known_hosts files.
+func (s *Server) HostKey() gossh.PublicKey { return s.hostKey }
