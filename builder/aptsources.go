@@ -12,8 +12,11 @@ import (
 
 // AptSource is one "deb" entry of the host's apt configuration.
 type AptSource struct {
-	URI        string
-	Suites     []string
+	// URI is the mirror, e.g. http://deb.debian.org/debian.
+	URI string
+	// Suites are the releases it serves, e.g. bookworm.
+	Suites []string
+	// Components are the archive areas, e.g. main.
 	Components []string
 }
 

@@ -472,6 +472,15 @@ func (r *run) runStep(ctx context.Context, st *stageState, step Step) error {
 		err = r.stepConfig(st, step)
 	}
 	if err != nil {
+		var se *StepError
+		switch {
+		case errors.As(err, &se):
+			fmt.Fprintf(r.req.Output, " ---> failed after %s: exit code %d\n", time.Since(t0).Round(time.Millisecond), se.ExitCode)
+		case ctx.Err() != nil:
+			fmt.Fprintf(r.req.Output, " ---> cancelled after %s\n", time.Since(t0).Round(time.Millisecond))
+		default:
+			fmt.Fprintf(r.req.Output, " ---> failed after %s: %v\n", time.Since(t0).Round(time.Millisecond), err)
+		}
 		return err
 	}
 	rep.Duration = time.Since(t0)

@@ -273,7 +273,7 @@ func TestFailedStepReportsExitAndTail(t *testing.T) {
 	if !errors.As(err, &se) || !errors.Is(err, ErrStepFailed) {
 		t.Fatalf("err = %v, want a StepError", err)
 	}
-	if se.ExitCode != 3 || se.Line != 3 || !strings.Contains(se.Tail, "boom") || !strings.Contains(err.Error(), "line 3") {
+	if se.ExitCode != 3 || se.Line != 3 || !strings.Contains(se.Tail, "boom") || !strings.Contains(err.Error(), "line 3") || !strings.Contains(out, "failed after") {
 		t.Fatalf("step error %+v", se)
 	}
 	if !strings.Contains(out, "preparing") {

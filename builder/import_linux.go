@@ -195,6 +195,19 @@ func (s *Store) ImportDockerArchive(ctx context.Context, path, tag, ref string, 
 	return s.ImportImage(ctx, img, ref, out)
 }
 
+// Import stores the image at path under ref: an OCI image layout when path
+// is a directory, a `docker save` tarball when it is a file.
+func (s *Store) Import(ctx context.Context, path, ref string, out io.Writer) (*Image, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return s.ImportOCILayout(ctx, path, ref, out)
+	}
+	return s.ImportDockerArchive(ctx, path, "", ref, out)
+}
+
 // PullOptions tunes Pull.
 type PullOptions struct {
 	// Insecure allows plain HTTP to the registry (for a local registry).

@@ -71,6 +71,8 @@ type Limits struct {
 
 // IDRange is a contiguous host UID/GID range for a user namespace.
 type IDRange struct {
+	// HostUID and HostGID are the host IDs of container ID 0.
 	HostUID, HostGID uint32
-	Size             uint32
+	// Size is how many IDs are mapped; zero means 65536.
+	Size uint32
 }

@@ -43,7 +43,8 @@ type Layer struct {
 }
 
 // NewStore opens (creating it if needed) a store under dataDir, which is
-// normally the berth data directory.
+// normally the berth data directory. One process (the daemon) owns a data
+// directory: opening it removes temporary layers left by a crash.
 func NewStore(dataDir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

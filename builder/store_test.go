@@ -193,7 +193,7 @@ func TestImportOCILayoutAndDockerArchive(t *testing.T) {
 	if err := lp.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})); err != nil {
 		t.Fatal(err)
 	}
-	fromLayout, err := s.ImportOCILayout(ctx, dir, "bb-layout:1", nil)
+	fromLayout, err := s.Import(ctx, dir, "bb-layout:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestImportOCILayoutAndDockerArchive(t *testing.T) {
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		t.Fatal(err)
 	}
-	fromArchive, err := s.ImportDockerArchive(ctx, archive, "", "bb-archive:1", nil)
+	fromArchive, err := s.Import(ctx, archive, "bb-archive:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
