@@ -4,6 +4,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,28 @@ type accessLog struct {
 	w        io.Writer
 	buf      []byte
 	buffered bool
+	// stamp caches the formatted time of the current millisecond: at tens
+	// of thousands of requests a second, most lines share it.
+	stamp atomic.Pointer[logStamp]
+}
+
+type logStamp struct {
+	ms   int64
+	text [24]byte
+}
+
+// timestamp returns t formatted as 2006-01-02T15:04:05.000Z.
+func (a *accessLog) timestamp(t time.Time) [24]byte {
+	ms := t.UnixMilli()
+	if st := a.stamp.Load(); st != nil && st.ms == ms {
+		return st.text
+	}
+	st := &logStamp{ms: ms}
+	// AppendFormat may outgrow a full-length destination while it works.
+	var tmp [40]byte
+	copy(st.text[:], t.UTC().AppendFormat(tmp[:0], "2006-01-02T15:04:05.000Z"))
+	a.stamp.Store(st)
+	return st.text
 }
 
 func (a *accessLog) setBuffered(on bool) {
@@ -68,14 +91,15 @@ type logEntry struct {
 //
 // The fields are time, client, host, request, status, body bytes, duration
 // in seconds, backend ("-" if none) and request id.
-func (e *logEntry) appendLine(b []byte, now time.Time) []byte {
-	b = appendLogPrefix(b, e.start, clientIP(e.remote), e.host, e.method, e.uri, e.proto)
+func (e *logEntry) appendLine(a *accessLog, b []byte, now time.Time) []byte {
+	ts := a.timestamp(e.start)
+	b = appendLogPrefix(b, ts[:], clientIP(e.remote), e.host, e.method, e.uri, e.proto)
 	return appendLogSuffix(b, e.status, e.bytes, now.Sub(e.start), e.upstream, e.id)
 }
 
 // appendLogPrefix appends the fields known when a request arrives.
-func appendLogPrefix[T ~string | ~[]byte](b []byte, start time.Time, ip string, host, method, uri T, proto string) []byte {
-	b = start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+func appendLogPrefix[T ~string | ~[]byte](b []byte, stamp []byte, ip string, host, method, uri T, proto string) []byte {
+	b = append(b, stamp...)
 	b = append(b, ' ')
 	b = appendField(b, ip)
 	b = append(b, ' ')
@@ -95,7 +119,7 @@ func appendLogSuffix[T ~string | ~[]byte](b []byte, status int, n int64, d time.
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, ' ')
-	b = strconv.AppendFloat(b, d.Seconds(), 'f', 4, 64)
+	b = appendSeconds(b, d)
 	b = append(b, ' ')
 	b = appendField(b, upstream)
 	b = append(b, ' ')
@@ -124,3 +148,11 @@ func appendSafe[T ~string | ~[]byte](b []byte, s T) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendSeconds appends d in seconds with four decimals, without floats.
+func appendSeconds(b []byte, d time.Duration) []byte {
+	us := max(d.Microseconds(), 0)
+	b = strconv.AppendInt(b, us/1_000_000, 10)
+	frac := (us % 1_000_000) / 100
+	return append(b, '.', byte('0'+frac/1000), byte('0'+frac/100%10), byte('0'+frac/10%10), byte('0'+frac%10))
+}

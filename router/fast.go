@@ -68,14 +68,15 @@ func (fs *fastServer) serve() error {
 			if fs.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				fs.rt.logger.Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does, rather than stop serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			fs.rt.logger.Warn("accept failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		fc := &fconn{fs: fs, rt: fs.rt, c: c}
@@ -242,7 +243,8 @@ func (fc *fconn) serveOne() bool {
 		return false
 	}
 	if rt.alog != nil {
-		fc.logBuf = appendLogPrefix(fc.logBuf[:0], start, fc.ip, rq.host, rq.method, rq.uri, protoName(rq.http10))
+		ts := rt.alog.timestamp(start)
+		fc.logBuf = appendLogPrefix(fc.logBuf[:0], ts[:], fc.ip, rq.host, rq.method, rq.uri, protoName(rq.http10))
 	}
 	idLen := fc.requestID(&rq)
 	id := fc.id[:idLen]

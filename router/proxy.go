@@ -59,7 +59,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if rt.alog != nil {
 		e.remote, e.method, e.uri, e.proto = req.RemoteAddr, req.Method, req.RequestURI, req.Proto
 		var arr [320]byte
-		rt.alog.write(e.appendLine(arr[:0], time.Now()))
+		rt.alog.write(e.appendLine(rt.alog, arr[:0], time.Now()))
 	}
 	if abort {
 		// The response was cut short after its head went out: abort the
