@@ -158,6 +158,8 @@ func (b *btrfsDriver) enableQuota(ctx context.Context) error {
 // subvol is the app's subvolume.
 func (b *btrfsDriver) subvol(app string) string { return filepath.Join(b.base(), app) }
 
+func (b *btrfsDriver) dir(app string) string { return b.subvol(app) }
+
 // isSubvol reports whether path is the root of a btrfs subvolume.
 func isSubvol(path string) (bool, error) {
 	var st unix.Stat_t
@@ -293,7 +295,7 @@ func (b *btrfsDriver) remove(ctx context.Context, app string, a *appState, last 
 // dropPool unmounts the pool (which detaches its loop device) and deletes
 // its image, once no app is left in it.
 func (b *btrfsDriver) dropPool() error {
-	if err := unmountAll(b.base()); err != nil {
+	if err := releaseMount(b.base(), b.logger); err != nil {
 		return fmt.Errorf("drop btrfs pool: %w", err)
 	}
 	if err := os.Remove(b.base()); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -310,7 +312,7 @@ func (b *btrfsDriver) close(ctx context.Context) error {
 	if b.hostBtrfs() {
 		return nil
 	}
-	if err := unmountAll(b.base()); err != nil {
+	if err := releaseMount(b.base(), b.logger); err != nil {
 		return fmt.Errorf("close btrfs pool: %w", err)
 	}
 	return nil

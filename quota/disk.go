@@ -101,6 +101,8 @@ type driver interface {
 	probe() error
 	// describe says how the driver enforces limits here, for berth info.
 	describe() string
+	// dir returns the app's directory (without checking it exists).
+	dir(app string) string
 	// ensure creates (or re-attaches) the app's limited directory, applies
 	// a.Limit and returns the directory. It may fill a's Base fields.
 	ensure(ctx context.Context, app string, a *appState) (string, error)
@@ -375,6 +377,16 @@ func (d *Disk) Limit(app string) (int64, bool) {
 		return 0, false
 	}
 	return a.Limit, true
+}
+
+// Dir returns the directory Ensure returned for app, or ErrNoQuota.
+func (d *Disk) Dir(app string) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.app(app); err != nil {
+		return "", fmt.Errorf("find disk quota directory: %w", err)
+	}
+	return d.drv.dir(app), nil
 }
 
 // Apps lists the apps that have a disk quota, sorted.

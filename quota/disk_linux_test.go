@@ -146,6 +146,9 @@ func driverScenario(t *testing.T, driver string, root string) {
 	if fi, err := os.Stat(filepath.Join(dirA, "fill")); err != nil || fi.Size() < limitA*85/100 {
 		t.Fatalf("app-a's file after restore: %v, %v", fi, err)
 	}
+	if got, err := d2.Dir("app-a"); err != nil || got != dirA {
+		t.Fatalf("Dir after restore = %q, %v; want %q", got, err, dirA)
+	}
 	again, err := d2.Ensure(ctx, "app-a", uidA, limitA+16*mib)
 	if err != nil || again != dirA {
 		t.Fatalf("Ensure after restore = %q, %v; want %q", again, err, dirA)

@@ -268,7 +268,7 @@ func (l *loopDriver) usage(ctx context.Context, app string, a *appState) (Usage,
 }
 
 func (l *loopDriver) remove(ctx context.Context, app string, a *appState, last bool) error {
-	if err := unmountAll(l.mnt(app)); err != nil {
+	if err := releaseMount(l.mnt(app), l.logger); err != nil {
 		return fmt.Errorf("remove loop image: %w", err)
 	}
 	for _, p := range []string{l.mnt(app), l.image(app), l.image(app) + ".tmp"} {
@@ -291,7 +291,7 @@ func (l *loopDriver) close(ctx context.Context) error {
 	var errs []error
 	for _, e := range entries {
 		if e.IsDir() {
-			if err := unmountAll(filepath.Join(l.root, "loop", e.Name())); err != nil {
+			if err := releaseMount(filepath.Join(l.root, "loop", e.Name()), l.logger); err != nil {
 				errs = append(errs, err)
 			}
 		}

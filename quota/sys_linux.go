@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -133,34 +135,70 @@ func loopAttach(image string) (*os.File, error) {
 // loopFind returns the loop device (e.g. /dev/loop3) that image is attached
 // to, or "" if none. A filesystem that was unmounted while an overlay still
 // used it keeps its loop device; mounting that device again (instead of
-// attaching the image a second time) keeps one writer per image.
+// attaching the image a second time) keeps one writer per image. It reads
+// sysfs rather than opening the devices, because an open loop device is
+// not detached by autoclear until it is closed again.
 func loopFind(image string) (string, error) {
-	var want unix.Stat_t
-	if err := unix.Stat(image, &want); err != nil {
-		return "", fmt.Errorf("find loop device of %s: %w", image, err)
-	}
-	entries, err := os.ReadDir("/sys/block")
+	paths, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	if err != nil {
 		return "", fmt.Errorf("find loop device of %s: %w", image, err)
 	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "loop") {
-			continue
-		}
-		f, err := os.Open("/dev/" + e.Name())
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
 		if err != nil {
-			continue
+			continue // detached meanwhile
 		}
-		info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
-		f.Close()
-		if err != nil {
-			continue // ENXIO: not attached
-		}
-		if info.Inode == want.Ino && info.Device == want.Dev {
-			return "/dev/" + e.Name(), nil
+		if strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)") == image {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(p))), nil
 		}
 	}
 	return "", nil
+}
+
+// releaseMount unmounts the loop-backed filesystem at target and, unless
+// something else still uses that filesystem (another mount of it, or an
+// overlay with its upper directory on it), waits for the kernel to detach
+// the loop device. Autoclear detaches it on the device's last close, which
+// can come a moment after the unmount when another process briefly has the
+// device open (blkid, btrfs device scans, losetup -a).
+func releaseMount(target string, logger *slog.Logger) error {
+	m, err := mountAt(target)
+	if err != nil || m == nil {
+		return err
+	}
+	if err := unmountAll(target); err != nil {
+		return err
+	}
+	dev, ok := strings.CutPrefix(m.Source, "/dev/")
+	if !ok || !strings.HasPrefix(dev, "loop") {
+		return nil
+	}
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return fmt.Errorf("read mounts: %w", err)
+	}
+	for _, o := range mounts {
+		if (o.Major == m.Major && o.Minor == m.Minor) ||
+			(o.FSType == "overlay" && strings.Contains(","+o.VFSOptions, ",upperdir="+target+"/")) {
+			logger.Info("filesystem still in use after unmount; its loop device stays until then", "at", target, "device", m.Source, "user", o.Mountpoint)
+			return nil
+		}
+	}
+	bound := filepath.Join("/sys/block", dev, "loop")
+	start := time.Now()
+	// A busy host can take seconds to let go of a device; give up after
+	// 15 s, when the kernel still detaches it later by itself.
+	for wait := time.Millisecond; time.Since(start) < 15*time.Second; wait = min(2*wait, 250*time.Millisecond) {
+		if _, err := os.Stat(bound); errors.Is(err, os.ErrNotExist) {
+			if waited := time.Since(start); waited > 10*time.Millisecond {
+				logger.Debug("loop device detached late", "device", m.Source, "waited", waited)
+			}
+			return nil
+		}
+		time.Sleep(wait)
+	}
+	logger.Warn("loop device still attached after unmount; the kernel detaches it when its last user closes it", "device", m.Source, "at", target)
+	return nil
 }
 
 // loopSetCapacity makes a loop device pick up its image's new size.
