@@ -199,6 +199,7 @@ func (b *Builder) Build(ctx context.Context, req BuildRequest) (*BuildResult, er
 		}
 		procs = p
 		res.Kind = "buildpack:" + bp.Name
+		bc.defaultIgnore(".git")
 		fmt.Fprintf(req.Output, "-----> %s app detected (Procfile: %s)\n", bp.Name, strings.Join(sortedKeys(p), ", "))
 		if err := b.ensureDebianBase(ctx, req.Output); err != nil {
 			return nil, err
@@ -449,7 +450,11 @@ func (st *stageState) env() mapEnv {
 }
 
 func (r *run) expand(st *stageState, step Step, word string) (string, error) {
-	v, _, err := r.lex.ProcessWord(word, st.env())
+	return r.expandWith(st.env(), step, word)
+}
+
+func (r *run) expandWith(env mapEnv, step Step, word string) (string, error) {
+	v, _, err := r.lex.ProcessWord(word, env)
 	if err != nil {
 		return "", planError(step.Line, "%s: expand %q: %v", step.Kind, word, err)
 	}
@@ -504,12 +509,14 @@ func (r *run) stepConfig(st *stageState, step Step) error {
 	var canon []string
 	switch step.Kind {
 	case "ENV":
+		// Every pair of one ENV line sees the environment from before it.
+		before := st.env()
 		for _, kv := range step.Pairs {
-			k, err := r.expand(st, step, kv.Key)
+			k, err := r.expandWith(before, step, kv.Key)
 			if err != nil {
 				return err
 			}
-			v, err := r.expand(st, step, kv.Value)
+			v, err := r.expandWith(before, step, kv.Value)
 			if err != nil {
 				return err
 			}

@@ -55,6 +55,19 @@ func openBuildContext(dir string) (*buildContext, error) {
 	return bc, nil
 }
 
+// defaultIgnore applies patterns when the app has no .dockerignore of its
+// own (buildpack builds leave the repository's .git out of the image).
+func (bc *buildContext) defaultIgnore(patterns ...string) {
+	if bc.hasRule {
+		return
+	}
+	m, err := patternmatcher.New(patterns)
+	if err != nil {
+		return
+	}
+	bc.ignore, bc.hasRule = m, true
+}
+
 // readFile reads a regular file of the context (the Dockerfile, the
 // Procfile) without following a symlink, so a pushed repository cannot make
 // the builder read, and echo in errors, a file of the host.
