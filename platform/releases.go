@@ -92,6 +92,11 @@ type Release struct {
 // String names the release without its config.
 func (r Release) String() string { return fmt.Sprintf("%s v%d", r.App, r.Version) }
 
+// ImageCommand as a process type's command means "the image's own
+// ENTRYPOINT and CMD": a Dockerfile app without a Procfile runs its image's
+// command as web.
+const ImageCommand = ""
+
 // ReleaseSpec is what a deploy provides for a new release; config and
 // formation are taken from the app.
 type ReleaseSpec struct {
@@ -198,7 +203,7 @@ func (s *Service) CreateRelease(ctx context.Context, actor Actor, app string, sp
 		if err := ValidateProcessType(t); err != nil {
 			return Release{}, err
 		}
-		if strings.TrimSpace(cmd) == "" {
+		if cmd != ImageCommand && strings.TrimSpace(cmd) == "" {
 			return Release{}, invalid("command of process type "+t, "", "give a command")
 		}
 	}

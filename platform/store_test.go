@@ -90,6 +90,7 @@ func wantErr(t *testing.T, err, target error, contains ...string) {
 }
 
 func TestCreateApp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	a := mustApp(t, e, e.alice, "web-shop")
@@ -154,6 +155,7 @@ func oneWins(t *testing.T, errs []error) {
 }
 
 func TestConcurrentCreates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "a1")
@@ -225,6 +227,7 @@ func TestConcurrentCreates(t *testing.T) {
 }
 
 func TestPermissions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "alices")
@@ -295,6 +298,7 @@ func TestPermissions(t *testing.T) {
 }
 
 func TestReleasesConfigRollback(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -402,6 +406,7 @@ func TestReleasesConfigRollback(t *testing.T) {
 }
 
 func TestConcurrentConfigSetSerialized(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -440,6 +445,7 @@ func TestConcurrentConfigSetSerialized(t *testing.T) {
 }
 
 func TestConfigValuesStaySecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -471,6 +477,7 @@ func TestConfigValuesStaySecret(t *testing.T) {
 }
 
 func TestFormationAndLimits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -557,6 +564,7 @@ func TestFormationAndLimits(t *testing.T) {
 }
 
 func TestDomains(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "one")
@@ -610,6 +618,7 @@ func newKey(t *testing.T, comment string) (line, fingerprint string) {
 }
 
 func TestUsersKeysAndAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	_, err := e.svc.CreateUser(ctx, e.admin, "alice", platform.RoleMember)
@@ -707,6 +716,7 @@ func TestUsersKeysAndAuth(t *testing.T) {
 }
 
 func TestDeploysAndContainers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -773,6 +783,7 @@ func TestDeploysAndContainers(t *testing.T) {
 }
 
 func TestLockApp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
@@ -815,6 +826,7 @@ func TestLockApp(t *testing.T) {
 }
 
 func TestDestroyAppCascadesAndNeverReusesUIDs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	a := mustApp(t, e, e.alice, "shop")

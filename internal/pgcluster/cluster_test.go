@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,55 @@ func clusterDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, "postgres")
+}
+
+// golden is a cluster made once per test process and copied by seededDir,
+// so that only one test pays for initdb.
+var golden struct {
+	once sync.Once
+	root string
+	err  error
+}
+
+// seededDir returns a directory like clusterDir's holding a copy of an
+// existing, stopped cluster.
+func seededDir(t *testing.T) string {
+	t.Helper()
+	golden.once.Do(func() {
+		root, err := os.MkdirTemp("", "berth-pgcluster-golden-")
+		if err != nil {
+			golden.err = err
+			return
+		}
+		golden.root = root
+		if err := os.Chmod(root, 0o755); err != nil {
+			golden.err = err
+			return
+		}
+		c, err := New(Options{Dir: filepath.Join(root, "postgres"), Ephemeral: true})
+		if err == nil {
+			err = c.Start(context.Background())
+		}
+		if err == nil {
+			err = c.Stop(context.Background())
+		}
+		golden.err = err
+	})
+	if golden.err != nil {
+		t.Fatalf("make golden cluster: %v", golden.err)
+	}
+	dir := clusterDir(t)
+	if out, err := exec.Command("cp", "-a", filepath.Join(golden.root, "postgres"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy golden cluster: %v: %s", err, out)
+	}
+	return dir
+}
+
+// removeGolden deletes the golden cluster; TestMain calls it.
+func removeGolden() {
+	if golden.root != "" {
+		_ = os.RemoveAll(golden.root)
+	}
 }
 
 // startCluster starts a cluster in dir and stops it when the test ends.
@@ -96,6 +146,7 @@ func postgresProcesses(t *testing.T, dir string) []int {
 }
 
 func TestStartRestartKeepsData(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	dir := clusterDir(t)
 	c := startCluster(t, dir)
@@ -135,8 +186,9 @@ func TestStartRestartKeepsData(t *testing.T) {
 }
 
 func TestStalePIDFileDoesNotBlockStart(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
-	dir := clusterDir(t)
+	dir := seededDir(t)
 	c := startCluster(t, dir)
 	if err := c.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -160,8 +212,9 @@ func TestStalePIDFileDoesNotBlockStart(t *testing.T) {
 }
 
 func TestOrphanFromKilledDaemonIsStopped(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
-	dir := clusterDir(t)
+	dir := seededDir(t)
 	c := startCluster(t, dir)
 	if err := c.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -211,8 +264,9 @@ func TestOrphanFromKilledDaemonIsStopped(t *testing.T) {
 }
 
 func TestSupervisorRestartsAfterCrash(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
-	dir := clusterDir(t)
+	dir := seededDir(t)
 	c := startCluster(t, dir)
 	old := c.PID()
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
@@ -243,6 +297,7 @@ func TestSupervisorRestartsAfterCrash(t *testing.T) {
 }
 
 func TestErrorsNameWhatWasTried(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		fn   func() error
@@ -283,6 +338,7 @@ func TestErrorsNameWhatWasTried(t *testing.T) {
 }
 
 func TestUnsearchableParentIsReported(t *testing.T) {
+	t.Parallel()
 	needBinaries(t)
 	if os.Geteuid() != 0 {
 		t.Skip("only root runs postgres as another user")
