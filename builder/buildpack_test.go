@@ -50,7 +50,11 @@ func needDebootstrap(t *testing.T) {
 	}
 }
 
-func TestPythonBuildpackServesHTTP(t *testing.T) {
+// newCachedEnv is a test env whose store is the per-machine cache store;
+// images tagged under berth-test/<token> are removed and their layers
+// pruned at cleanup, while the Debian base and pinned runtime layers stay.
+func newCachedEnv(t *testing.T) (*testEnv, string) {
+	t.Helper()
 	needRoot(t)
 	needDebootstrap(t)
 	lockTestCache(t)
@@ -67,18 +71,35 @@ func TestPythonBuildpackServesHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	te := &testEnv{dir: dir, store: s, eng: eng, runner: runner, b: b}
-	appRef := "berth-test/py-" + token
+	appRef := "berth-test/app-" + token
 	t.Cleanup(func() {
-		for _, ref := range []string{appRef + ":1", appRef + ":2"} {
-			_ = s.RemoveImage(ref)
+		imgs, _ := s.Images()
+		for _, img := range imgs {
+			if strings.HasPrefix(img.Ref, appRef) {
+				_ = s.RemoveImage(img.Ref)
+			}
 		}
-		// Drop this run's app layers; the Debian base and the pinned
-		// runtime layer stay for the next run.
 		if _, err := s.Prune(true); err != nil {
 			t.Errorf("prune test store: %v", err)
 		}
 	})
+	return &testEnv{dir: dir, store: s, eng: eng, runner: runner, b: b}, appRef
+}
+
+// pinRuntime keeps a buildpack's runtime layer (base + apt-get) in the
+// cache store for later runs.
+func pinRuntime(t *testing.T, te *testEnv, lang string, img *Image) {
+	t.Helper()
+	pin := &Image{Ref: "berth-test/" + lang + "-runtime:pinned", Layers: img.Layers[:2], Config: img.Config}
+	if err := te.store.PutImage(pin); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPythonBuildpackServesHTTP(t *testing.T) {
+	te, appRef := newCachedEnv(t)
+	token := randHex(8)
+	eng := te.eng
 
 	app := t.TempDir()
 	writeFiles(t, app, map[string]string{
@@ -108,11 +129,7 @@ http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 	if !strings.Contains(out, "python app detected") {
 		t.Fatalf("no detection line in output:\n%s", out)
 	}
-	// Pin the runtime layer (base + apt-get) for later runs of this test.
-	pin := &Image{Ref: "berth-test/python-runtime:pinned", Layers: res.Image.Layers[:2], Config: res.Image.Config}
-	if err := s.PutImage(pin); err != nil {
-		t.Fatal(err)
-	}
+	pinRuntime(t, te, "python", res.Image)
 
 	id := te.startImage(t, res.Image, engine.NetworkBridge, "/bin/sh", "-c", res.Image.Processes["web"])
 	ip, err := eng.IP(id)
@@ -166,4 +183,30 @@ func httpGetUntil(t *testing.T, url string, limit time.Duration) string {
 	}
 	t.Fatalf("GET %s never answered: %v", url, last)
 	return ""
+}
+
+func TestStaticBuildpackServesHTTP(t *testing.T) {
+	te, appRef := newCachedEnv(t)
+	token := randHex(8)
+	app := t.TempDir()
+	writeFiles(t, app, map[string]string{
+		"index.html": "<h1>static " + token + "</h1>\n",
+		"Procfile":   "web: busybox httpd -f -p $PORT -h /app\n",
+	})
+	res, out, err := te.build(t, BuildRequest{App: "site", ContextDir: app, Tag: appRef + ":1"})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if res.Kind != "buildpack:static" {
+		t.Fatalf("kind %s", res.Kind)
+	}
+	pinRuntime(t, te, "static", res.Image)
+	id := te.startImage(t, res.Image, engine.NetworkBridge, "/bin/sh", "-c", res.Image.Processes["web"])
+	ip, err := te.eng.IP(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := httpGetUntil(t, fmt.Sprintf("http://%s:5000/index.html", ip), 60*time.Second); body != "<h1>static "+token+"</h1>\n" {
+		t.Fatalf("site answered %q", body)
+	}
 }
