@@ -279,7 +279,7 @@ func (b *btrfsDriver) remove(ctx context.Context, app string, a *appState, last 
 		if qerr == nil {
 			if _, err := run(ctx, "btrfs", "qgroup", "destroy", qg, b.base()); err != nil &&
 				!strings.Contains(err.Error(), "No such file or directory") {
-				b.logger.Warn("qgroup left behind", "qgroup", qg, "err", err)
+				b.logger.Info("qgroup of deleted subvolume not destroyed yet; kernels from 6.9 drop it when the subvolume is cleaned, older ones keep an empty qgroup", "qgroup", qg, "err", err)
 			}
 		}
 		b.logger.Info("subvolume deleted", "app", app, "path", dir)

@@ -286,7 +286,7 @@ func TestBtrfsHostFilesystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := unmountAll(host); err != nil {
+		if err := releaseMount(host, testLogger(t)); err != nil {
 			t.Error(err)
 		}
 	})
@@ -443,7 +443,7 @@ func TestSetquotaDriver(t *testing.T) {
 		skipOrFail(t, "the kernel config has quota support but mounting ext4 with usrquota failed: "+err.Error())
 	}
 	t.Cleanup(func() {
-		if err := unmountAll(fs); err != nil {
+		if err := releaseMount(fs, testLogger(t)); err != nil {
 			t.Error(err)
 		}
 	})
