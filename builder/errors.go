@@ -18,6 +18,8 @@ var (
 	// ErrNoBuildpack means an app has no Dockerfile and none of the
 	// buildpacks recognises its files.
 	ErrNoBuildpack = errors.New("no buildpack detected")
+	// ErrNoProcess means an image has no such process type.
+	ErrNoProcess = errors.New("no such process type")
 	// ErrStepFailed means a build step ran and failed; see StepError.
 	ErrStepFailed = errors.New("build step failed")
 	// ErrNoRunner means a build needs to run a RUN step but the Builder was

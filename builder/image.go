@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -53,6 +54,42 @@ func (img *Image) Size() int64 {
 		n += h.Size
 	}
 	return n
+}
+
+// ProcessTypes lists the image's process types: the Procfile's, or "web"
+// alone when the image has no Procfile but has a command.
+func (img *Image) ProcessTypes() []string {
+	if len(img.Processes) > 0 {
+		out := make([]string, 0, len(img.Processes))
+		for k := range img.Processes {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	if len(img.Config.Entrypoint)+len(img.Config.Cmd) > 0 {
+		return []string{"web"}
+	}
+	return nil
+}
+
+// ProcessArgs returns the argv that starts process type typ. A Procfile
+// command runs through "/bin/sh -c" (so $PORT and friends expand, as on
+// Heroku); without a Procfile, "web" is the image's Entrypoint followed by
+// its Cmd.
+func (img *Image) ProcessArgs(typ string) ([]string, error) {
+	if len(img.Processes) > 0 {
+		cmd, ok := img.Processes[typ]
+		if !ok {
+			return nil, fmt.Errorf("%w: %q (the Procfile has %s)", ErrNoProcess, typ, strings.Join(img.ProcessTypes(), ", "))
+		}
+		return []string{"/bin/sh", "-c", cmd}, nil
+	}
+	args := append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
+	if typ != "web" || len(args) == 0 {
+		return nil, fmt.Errorf("%w: %q (the image has no Procfile; only \"web\" runs its CMD)", ErrNoProcess, typ)
+	}
+	return args, nil
 }
 
 // computeID hashes the parts of the image that define its content.

@@ -233,3 +233,41 @@ func TestDetectBuildpack(t *testing.T) {
 		})
 	}
 }
+
+func TestProcessArgs(t *testing.T) {
+	withProcfile := &Image{Processes: map[string]string{"web": "./serve --port $PORT", "worker": "./work"}}
+	dockerOnly := &Image{}
+	dockerOnly.Config.Entrypoint = []string{"/app/run"}
+	dockerOnly.Config.Cmd = []string{"--flag"}
+	tests := []struct {
+		name    string
+		img     *Image
+		typ     string
+		want    string
+		wantErr bool
+	}{
+		{"procfile web", withProcfile, "web", "/bin/sh|-c|./serve --port $PORT", false},
+		{"procfile worker", withProcfile, "worker", "/bin/sh|-c|./work", false},
+		{"procfile missing type", withProcfile, "clock", "", true},
+		{"entrypoint and cmd", dockerOnly, "web", "/app/run|--flag", false},
+		{"no procfile, other type", dockerOnly, "worker", "", true},
+		{"nothing to run", &Image{}, "web", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.img.ProcessArgs(tt.typ)
+			if tt.wantErr {
+				if !errors.Is(err, ErrNoProcess) {
+					t.Fatalf("err = %v, want ErrNoProcess", err)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, "|") != tt.want {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
+	}
+	if got := strings.Join(withProcfile.ProcessTypes(), ","); got != "web,worker" {
+		t.Fatalf("types %s", got)
+	}
+}
