@@ -25,15 +25,21 @@ type App struct {
 	// AppUIDRange UIDs, for its containers' user namespace. It is allocated
 	// once and never given to another app, even after this one is destroyed.
 	UIDBase int64
+	// DeployedRelease is the version most recently rolled out with
+	// success; 0 before the first one.
+	DeployedRelease int
+	// Stopped says the app was stopped with ps:stop.
+	Stopped bool
 	// CreatedAt is when the app was created.
 	CreatedAt time.Time
 }
 
-const appColumns = `a.id, a.name, coalesce(u.name, ''), coalesce(a.owner_id, 0), a.deploy_branch, a.uid_base, a.created_at`
+const appColumns = `a.id, a.name, coalesce(u.name, ''), coalesce(a.owner_id, 0), a.deploy_branch, a.uid_base,
+	coalesce(a.deployed_release, 0), a.stopped, a.created_at`
 
 func scanApp(row pgx.Row) (App, error) {
 	var a App
-	err := row.Scan(&a.ID, &a.Name, &a.Owner, &a.OwnerID, &a.DeployBranch, &a.UIDBase, &a.CreatedAt)
+	err := row.Scan(&a.ID, &a.Name, &a.Owner, &a.OwnerID, &a.DeployBranch, &a.UIDBase, &a.DeployedRelease, &a.Stopped, &a.CreatedAt)
 	return a, err
 }
 

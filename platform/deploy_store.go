@@ -25,15 +25,20 @@ func (s *Service) DeployedRelease(ctx context.Context, app string) (version int,
 	return *v, true, nil
 }
 
-// SetDeployedRelease records that release v of the app now runs. It is for
-// the daemon and takes no actor.
+// SetDeployedRelease records that release v of the app now runs; the
+// release must exist. It is for the daemon and takes no actor.
 func (s *Service) SetDeployedRelease(ctx context.Context, app string, v int) error {
-	tag, err := s.pool.Exec(ctx, `update apps set deployed_release = $2 where name = $1`, app, v)
+	a, err := s.appByName(ctx, s.pool, app)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `update apps set deployed_release = $2 where id = $1
+		and exists (select 1 from releases where app_id = $1 and version = $2)`, a.ID, v)
 	if err != nil {
 		return fmt.Errorf("record deployed release of %s: %w", app, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return appNotFound(app)
+		return notFound("release", fmt.Sprintf("v%d of %s", v, app), "see releases "+app)
 	}
 	return nil
 }

@@ -849,3 +849,36 @@ func TestDestroyAppCascadesAndNeverReusesUIDs(t *testing.T) {
 		t.Fatalf("new app inherited releases: %v", rels)
 	}
 }
+
+func TestDeployedReleaseAndStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	mustApp(t, e, e.alice, "shop")
+	if _, ok, err := e.svc.DeployedRelease(ctx, "shop"); err != nil || ok {
+		t.Fatalf("DeployedRelease before any = %v, %v", ok, err)
+	}
+	wantErr(t, e.svc.SetDeployedRelease(ctx, "shop", 1), platform.ErrNotFound, "v1")
+	if _, err := e.svc.CreateRelease(ctx, e.alice, "shop", platform.ReleaseSpec{Image: "img", Processes: map[string]string{"web": "run"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SetDeployedRelease(ctx, "shop", 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := e.svc.DeployedRelease(ctx, "shop"); err != nil || !ok || v != 1 {
+		t.Fatalf("DeployedRelease = %d, %v, %v", v, ok, err)
+	}
+	if err := e.svc.SetAppStopped(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.svc.App(ctx, e.alice, "shop")
+	if err != nil || !a.Stopped || a.DeployedRelease != 1 {
+		t.Fatalf("app = %+v, %v", a, err)
+	}
+	if stopped, err := e.svc.AppStopped(ctx, "shop"); err != nil || !stopped {
+		t.Fatalf("AppStopped = %v, %v", stopped, err)
+	}
+	_, _, err = e.svc.DeployedRelease(ctx, "nope")
+	wantErr(t, err, platform.ErrNotFound)
+	wantErr(t, e.svc.SetAppStopped(ctx, "nope", true), platform.ErrNotFound)
+}
