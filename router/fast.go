@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,9 @@ import (
 // allocation on the common path. The HTTPS listener keeps net/http (TLS,
 // HTTP/2) through ServeHTTP.
 //
-// Known limit: a client that disconnects while the backend is still
-// composing the response head is noticed when the response arrives, not
-// before (net/http notices it with a read per request).
+// net/http notices a client that leaves mid-request with a read per
+// request; here a sweeper (sweep) watches only the clients whose backends
+// have been slow to answer for a second, so fast requests pay nothing.
 
 const (
 	clientReadBuf  = 8 << 10
@@ -61,6 +62,9 @@ type fastServer struct {
 
 // serve accepts connections until the listener is closed.
 func (fs *fastServer) serve() error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go fs.sweep(stop)
 	var delay time.Duration
 	for {
 		c, err := fs.ln.Accept()
@@ -137,6 +141,109 @@ type fconn struct {
 	deadline int64
 	logBuf   []byte
 	id       [128]byte
+	rd       clientReader
+
+	// Watching for a client that leaves while its backend is slow to
+	// answer (see sweep), all guarded by watchMu: waitState is waitNone,
+	// waitWaiting (blocked on the backend's response head since waitStart)
+	// or waitWatched (a watcher goroutine reads the client meanwhile).
+	watchMu    sync.Mutex
+	waitState  int
+	waitStart  int64
+	waitPC     *pconn
+	watchDone  chan struct{}
+	clientGone bool // set by the watcher, read after watchDone
+}
+
+const (
+	waitNone = iota
+	waitWaiting
+	waitWatched
+)
+
+// slowResponse is how long a backend may take to start its response before
+// the router watches the client for a disconnect meanwhile.
+const slowResponse = time.Second
+
+// startWait records that the connection now waits on pc's response head.
+func (fc *fconn) startWait(pc *pconn) {
+	now := time.Now().UnixNano()
+	fc.watchMu.Lock()
+	fc.waitState, fc.waitStart, fc.waitPC, fc.clientGone = waitWaiting, now, pc, false
+	fc.watchMu.Unlock()
+}
+
+// endWait ends the wait, stopping the watcher if sweep started one.
+func (fc *fconn) endWait() {
+	fc.watchMu.Lock()
+	defer fc.watchMu.Unlock()
+	if fc.waitState == waitWatched {
+		fc.c.SetReadDeadline(aLongTimeAgo)
+		<-fc.watchDone
+		fc.deadline = 0 // extendDeadline sets a real one again
+		fc.c.SetReadDeadline(time.Time{})
+	}
+	fc.waitState, fc.waitPC = waitNone, nil
+}
+
+// sweep starts a watcher on the client connections whose backends have been
+// slow to answer, so a client that leaves frees its backend request. The
+// common fast request never pays for a watcher.
+func (fs *fastServer) sweep(stop <-chan struct{}) {
+	tick := time.NewTicker(slowResponse / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		cutoff := time.Now().Add(-slowResponse).UnixNano()
+		fs.mu.Lock()
+		for fc := range fs.conns {
+			fc.watchMu.Lock()
+			if fc.waitState == waitWaiting && fc.waitStart < cutoff {
+				fc.waitState = waitWatched
+				fc.watchDone = make(chan struct{})
+				go fc.watch(fc.waitPC, fc.watchDone)
+			}
+			fc.watchMu.Unlock()
+		}
+		fs.mu.Unlock()
+	}
+}
+
+// watch reads the client while its request waits on the backend: an end
+// of stream or error means the client left, and the backend connection is
+// closed, which cancels the backend's request and wakes the waiting
+// goroutine. Bytes that arrive (a pipelined request) are kept for fc.br.
+// It reads the connection itself, not fc.br, whose buffer still holds the
+// request head the waiting goroutine uses.
+func (fc *fconn) watch(pc *pconn, done chan struct{}) {
+	defer close(done)
+	buf := make([]byte, 4096)
+	n, err := fc.c.Read(buf)
+	fc.rd.pending = buf[:n]
+	if n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		fc.clientGone = true
+		pc.conn.Close()
+	}
+}
+
+// clientReader is what fc.br reads: first bytes a watcher read early, then
+// the connection.
+type clientReader struct {
+	c       net.Conn
+	pending []byte
+}
+
+func (r *clientReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.c.Read(p)
 }
 
 func (fc *fconn) serve() {
@@ -156,8 +263,9 @@ func (fc *fconn) serve() {
 		}
 	}()
 	fc.ip = clientIP(fc.c.RemoteAddr().String())
+	fc.rd.c = fc.c
 	fc.br = clientReaderPool.Get().(*bufio.Reader)
-	fc.br.Reset(fc.c)
+	fc.br.Reset(&fc.rd)
 	fc.bw = clientWriterPool.Get().(*bufio.Writer)
 	fc.bw.Reset(fc.c)
 	for {
@@ -417,8 +525,15 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 	var headDiscard int
 	for {
 		var err error
+		fc.startWait(pc)
 		head, headDiscard, err = peekHead(pc.br)
+		fc.endWait()
 		if err != nil {
+			if fc.clientGone {
+				fc.clientGone = false
+				st.status, st.keep = statusClientClosed, false
+				return resDone
+			}
 			if canRetry && errors.Is(err, errNothingRead) {
 				return resRetry
 			}

@@ -544,3 +544,73 @@ func TestHTTP10KeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGoneBeforeResponse: a client that leaves while the backend is
+// still working cancels the backend's request (on the fast path once the
+// backend has been slow for about a second; see sweep).
+func TestClientGoneBeforeResponse(t *testing.T) {
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			gone := make(chan struct{}, 1)
+			entered := make(chan struct{}, 1)
+			be := startBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				entered <- struct{}{}
+				select {
+				case <-r.Context().Done():
+					gone <- struct{}{}
+				case <-time.After(20 * time.Second):
+				}
+			}))
+			rt := newRouter(t, Config{})
+			rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+			addr := fe.start(t, rt)
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			<-entered
+			conn.Close()
+			select {
+			case <-gone:
+			case <-time.After(15 * time.Second):
+				t.Fatal("backend request not cancelled after the client left")
+			}
+		})
+	}
+}
+
+// TestSlowBackendKeepsClient: a slow answer with the client still there is
+// delivered, and the connection carries a pipelined request sent meanwhile.
+func TestSlowBackendKeepsClient(t *testing.T) {
+	be := startBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	rt := newRouter(t, Config{})
+	rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+	addr := serveRouter(t, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprint(conn, "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	time.Sleep(1200 * time.Millisecond) // past slowResponse: a watcher reads the client now
+	fmt.Fprint(conn, "GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for _, want := range []string{"/slow", "/next"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("read response for %s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != want {
+			t.Fatalf("got %q, want %q", body, want)
+		}
+	}
+}
