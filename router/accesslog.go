@@ -15,8 +15,10 @@ const accessLogFlushSize = 32 << 10
 // write per batch, not one per request; otherwise each line is written at once.
 type accessLog struct {
 	mu       sync.Mutex
+	wmu      sync.Mutex // held while writing to w
 	w        io.Writer
 	buf      []byte
+	spare    []byte
 	buffered bool
 	// stamp caches the formatted time of the current millisecond: at tens
 	// of thousands of requests a second, most lines share it.
@@ -54,18 +56,37 @@ func (a *accessLog) setBuffered(on bool) {
 func (a *accessLog) write(line []byte) {
 	a.mu.Lock()
 	a.buf = append(a.buf, line...)
-	if !a.buffered || len(a.buf) >= accessLogFlushSize {
-		a.w.Write(a.buf) //nolint:errcheck // a failing log sink must not fail requests
-		a.buf = a.buf[:0]
+	if a.buffered && len(a.buf) < accessLogFlushSize {
+		a.mu.Unlock()
+		return
 	}
-	a.mu.Unlock()
+	a.writeOut() // unlocks a.mu
 }
 
 func (a *accessLog) flush() {
 	a.mu.Lock()
-	if len(a.buf) > 0 {
-		a.w.Write(a.buf) //nolint:errcheck // see write
-		a.buf = a.buf[:0]
+	if len(a.buf) == 0 {
+		a.mu.Unlock()
+		return
+	}
+	a.writeOut()
+}
+
+// writeOut writes the buffer out; it is called with a.mu held and releases
+// it before the write, so requests go on logging into a fresh buffer while
+// the sink is slow. a.wmu, taken before a.mu is released, keeps batches in
+// order.
+func (a *accessLog) writeOut() {
+	out := a.buf
+	a.buf = a.spare[:0]
+	a.spare = nil
+	a.wmu.Lock()
+	a.mu.Unlock()
+	a.w.Write(out) //nolint:errcheck // a failing log sink must not fail requests
+	a.wmu.Unlock()
+	a.mu.Lock()
+	if a.spare == nil {
+		a.spare = out[:0]
 	}
 	a.mu.Unlock()
 }

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,5 +47,40 @@ func TestTimestampCache(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestAccessLogConcurrentBatches(t *testing.T) {
+	var sink syncBuffer
+	a := &accessLog{w: &sink}
+	a.setBuffered(true)
+	const writers, lines = 8, 2000
+	done := make(chan struct{})
+	for i := 0; i < writers; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := 0; j < lines; j++ {
+				a.write([]byte(fmt.Sprintf("writer=%d line=%05d %s\n", i, j, strings.Repeat("x", 40))))
+			}
+		}()
+	}
+	for i := 0; i < writers; i++ {
+		<-done
+	}
+	a.setBuffered(false)
+	got := strings.Split(strings.TrimSuffix(sink.String(), "\n"), "\n")
+	if len(got) != writers*lines {
+		t.Fatalf("%d lines, want %d", len(got), writers*lines)
+	}
+	last := map[string]string{}
+	for _, l := range got {
+		f := strings.Fields(l)
+		if len(f) != 3 || len(f[2]) != 40 {
+			t.Fatalf("torn line %q", l)
+		}
+		if prev, ok := last[f[0]]; ok && f[1] <= prev {
+			t.Fatalf("%s: %s after %s", f[0], f[1], prev)
+		}
+		last[f[0]] = f[1]
 	}
 }
