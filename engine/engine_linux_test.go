@@ -619,3 +619,15 @@ func TestReadoption(t *testing.T) {
 		t.Errorf("container dir survived delete: %v", err)
 	}
 }
+
+// TestWithoutUserNamespace runs the fallback used on kernels without
+// idmapped mounts: no user namespace, everything else the same.
+func TestWithoutUserNamespace(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	e.userNS = false
+	out, st := output(t, e, testSpec("sh", "-c", "cat /proc/self/uid_map | tr -s ' '; echo x > /new; grep CapEff /proc/self/status | tr '\\t' ' '"))
+	if st.Code != 0 || !strings.Contains(out, "0 0 4294967295") || !strings.Contains(out, fmt.Sprintf("CapEff: %016x", capMask())) {
+		t.Fatalf("status %v, output %q", st, out)
+	}
+}

@@ -72,6 +72,11 @@ func initFail(sync *os.File, format string, args ...any) {
 }
 
 func runInit() {
+	// Signal handling starts a runtime thread; doing it first lets that
+	// overlap with the engine preparing the mounts.
+	sigs := make(chan os.Signal, 128)
+	signal.Notify(sigs)
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU)
 	sync := os.NewFile(fdSync, "sync")
 	// Inherited descriptors must not reach the app.
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
@@ -125,10 +130,6 @@ func runInit() {
 		waits: map[int]chan unix.WaitStatus{},
 		spawn: make(chan func()),
 	}
-	sigs := make(chan os.Signal, 128)
-	signal.Notify(sigs)
-	signal.Ignore(syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU)
-
 	pid, err := in.startApp(&cfg.Process)
 	if err != nil {
 		initFail(sync, "%v", err)

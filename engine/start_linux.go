@@ -55,6 +55,10 @@ type StartTimings struct {
 	Overlay time.Duration
 	// Network is creating and configuring the veth (zero without a bridge).
 	Network time.Duration
+	// Spawn is cloning the init into its namespaces.
+	Spawn time.Duration
+	// Init is the init's own work: mounts, pivot_root, privileges, exec of the app.
+	Init time.Duration
 	// Total is the whole Start, until the app's exec succeeded.
 	Total time.Duration
 }
@@ -178,9 +182,11 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		ExtraFiles:  []*os.File{child, logF, exitF, ctlF},
 		SysProcAttr: attr,
 	}
+	tsp := time.Now()
 	if err := cmd.Start(); err != nil {
 		return tm, fmt.Errorf("start container init: %w", err)
 	}
+	tm.Spawn = time.Since(tsp)
 	child.Close()
 	pid := cmd.Process.Pid
 	// The init waits for its config, so it is surely alive here.
@@ -247,7 +253,9 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	if err := unix.Sendmsg(int(parent.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
 		return tm, fmt.Errorf("send init config: %w", err)
 	}
+	ti := time.Now()
 	reply, err := readReply(ctx, parent)
+	tm.Init = time.Since(ti)
 	if err != nil {
 		return tm, err
 	}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# engine.sh: container start benchmark of berth's engine against runc and
+# crun from Debian, on the same busybox rootfs, with and without a network
+# namespace. N sequential /bin/true containers per runtime (N=100 default).
+#
+#   start = create + start, until the app's program was executed
+#   full  = create, start, wait for exit, delete
+#
+# berth runs in-process (as the daemon does); runc and crun are run as the
+# binaries containerd or podman would exec. berth always gives a container
+# its own network namespace: "none" is a netns with lo only (like the OCI
+# bundle's network namespace), "bridge" adds the veth on a bridge with an
+# IP. Everything this script changes on the host is undone on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+N=${N:-100}
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "engine.sh: needs root (real containers)" >&2
+	exit 1
+fi
+for bin in busybox runc crun; do
+	command -v "$bin" >/dev/null || { echo "engine.sh: $bin missing (scripts/deps.sh bench installs it)" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/berth-enginebench-XXXXXX)
+chmod 755 "$work"
+hugetlb_mounted=0
+cleanup() {
+	set +e
+	for rt in runc crun; do
+		for id in $("$rt" list -q 2>/dev/null | grep '^bench-'); do "$rt" delete -f "$id" >/dev/null 2>&1; done
+	done
+	if ((hugetlb_mounted)); then
+		umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/enginebench" ./bench/engine
+
+# The rootfs: Debian's busybox-static with applet symlinks.
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev}
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for app in $("$rootfs/bin/busybox" --list); do
+	[[ $app == busybox ]] || ln -sf busybox "$rootfs/bin/$app"
+done
+
+# crun refuses a hybrid cgroup host whose v2 hierarchy still holds a
+# controller (here hugetlb); binding it to a v1 hierarchy fixes that.
+if [[ -f /sys/fs/cgroup/unified/cgroup.controllers ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers &&
+	[[ ! -e /sys/fs/cgroup/hugetlb ]]; then
+	mkdir -p /sys/fs/cgroup/hugetlb
+	if mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
+		hugetlb_mounted=1
+	else
+		rmdir /sys/fs/cgroup/hugetlb
+	fi
+fi
+
+# Two OCI bundles over the same rootfs: with and without a network namespace.
+for ns in with without; do
+	b=$work/bundle-$ns
+	mkdir -p "$b"
+	(cd "$b" && runc spec)
+	netns=true
+	[[ $ns == without ]] && netns=false
+	"$work/enginebench" ocispec -bundle "$b" -rootfs "$rootfs" -netns=$netns
+done
+
+# A bridge subnet that does not collide with the host's routes.
+subnet=""
+for third in $(seq 200 250); do
+	cand=10.231.$third.0/24
+	if ! ip -4 route show | grep -q "^10\.231\.$third\."; then subnet=$cand; break; fi
+done
+bridge=bbench$$
+
+results=$work/results
+: >"$results"
+run() { echo "+ $*" >&2; "$@" | tee -a "$results"; }
+run "$work/enginebench" berth -root "$work/containers" -rootfs "$rootfs" -n "$N" -net none -bridge "$bridge" -subnet "$subnet"
+run "$work/enginebench" berth -root "$work/containers" -rootfs "$rootfs" -n "$N" -net bridge -bridge "$bridge" -subnet "$subnet"
+for rt in runc crun; do
+	for ns in with without; do
+		"$work/enginebench" peer -runtime "$rt" -bundle "$work/bundle-$ns" -n "$N" | sed "s/^$rt /$rt-netns-$ns /" | tee -a "$results"
+	done
+done
+
+# Ratios: peer time / berth time (above 1.0 means berth is faster).
+awk '
+function val(line, key,   i, n, f, kv) {
+	n = split(line, f, " ")
+	for (i = 1; i <= n; i++) { split(f[i], kv, "="); if (kv[1] == key) return kv[2] }
+	return 0
+}
+{ name[$1] = $0 }
+END {
+	printf "\n%-26s %10s %10s\n", "container start (median)", "start ms", "full ms"
+	for (k in name) printf "%-26s %10s %10s\n", k, val(name[k], "start_ms"), val(name[k], "full_ms")
+	b = name["berth-none"]; bb = name["berth-bridge"]
+	printf "\nberth setup parts (median ms): overlay %s, veth %s (bridge run), cgroup %s\n", val(b, "overlay_ms"), val(bb, "veth_ms"), val(b, "cgroup_ms")
+	printf "\nratios (peer / berth; > 1.0 = berth faster)\n"
+	split("runc crun", rts, " ")
+	for (i = 1; i <= 2; i++) {
+		rt = rts[i]
+		w = name[rt "-netns-with"]; wo = name[rt "-netns-without"]
+		printf "  %s netns vs berth none:   start %.2fx  full %.2fx\n", rt, val(w, "start_ms") / val(b, "start_ms"), val(w, "full_ms") / val(b, "full_ms")
+		printf "  %s netns vs berth bridge: start %.2fx  full %.2fx\n", rt, val(w, "start_ms") / val(bb, "start_ms"), val(w, "full_ms") / val(bb, "full_ms")
+		printf "  %s no netns vs berth none: start %.2fx  full %.2fx\n", rt, val(wo, "start_ms") / val(b, "start_ms"), val(wo, "full_ms") / val(b, "full_ms")
+	}
+}' "$results"
