@@ -193,6 +193,11 @@ func (c *Cluster) prepare(ctx context.Context) error {
 		gid, _ = strconv.Atoi(u.Gid)
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
+	// Parents made here are searchable by the server's user; existing ones
+	// are checked.
+	if err := os.MkdirAll(filepath.Dir(c.opts.Dir), 0o755); err != nil {
+		return fmt.Errorf("make directory: %w", err)
+	}
 	if err := checkSearchable(filepath.Dir(c.opts.Dir), uid, gid); err != nil {
 		return err
 	}
