@@ -11,7 +11,8 @@
 //
 // Layout of Root: one directory per container holding config.json (the spec
 // and what the engine allocated), state.json (init pid and start time),
-// exit.json (exit status), log (CRI-format log), and the container's own
+// exit.json (exit status), log (CRI-format log), init.log (the init's own
+// runtime errors), ctl.sock (Exec requests), and the container's own
 // upper/work directories unless the caller supplied an UpperDir. The bridge
 // IP allocations live in Root/ipam.json.
 package engine

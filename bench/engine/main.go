@@ -114,10 +114,6 @@ func benchBerth(root, rootfs, bridge, subnet string, mode engine.NetworkMode, n 
 		if st.Code != 0 {
 			return fmt.Errorf("container %s: %s", id, st)
 		}
-		if os.Getenv("KEEP_INITLOG") != "" {
-			b, _ := os.ReadFile(filepath.Join(root, id, "init.log"))
-			fmt.Printf("%s", b)
-		}
 		if err := e.Delete(ctx, id); err != nil {
 			return err
 		}
