@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -273,6 +274,9 @@ func (fc *fconn) serve() {
 			return
 		}
 		fc.extendDeadline()
+		if fc.br.Buffered() == 0 {
+			runtime.Gosched() // as before reading the backend's answer
+		}
 		if _, err := fc.br.Peek(1); err != nil {
 			return
 		}
@@ -526,6 +530,13 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 	for {
 		var err error
 		fc.startWait(pc)
+		if pc.br.Buffered() == 0 {
+			// Let other requests run first: the backend's answer is then
+			// usually there when this one reads, which saves a read that
+			// would fail with EAGAIN, a park and a wake-up (about a fifth
+			// of the CPU per request under load).
+			runtime.Gosched()
+		}
 		head, headDiscard, err = peekHead(pc.br)
 		fc.endWait()
 		if err != nil {
