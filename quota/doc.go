@@ -19,8 +19,10 @@
 //     through an overlay run with the mounter's credentials, and a process
 //     with CAP_SYS_RESOURCE ignores hard limits, so with this driver the
 //     engine must mount a container's overlay from inside its user
-//     namespace (or without CAP_SYS_RESOURCE). The other drivers bind
-//     whatever the credentials.
+//     namespace (or without CAP_SYS_RESOURCE). A user quota also counts
+//     only files owned by the app's host UID: files written by other users
+//     inside the container belong to other mapped UIDs. The other drivers
+//     bind whatever the credentials and owners.
 //   - btrfs: one btrfs subvolume per app with a qgroup limit on its
 //     referenced bytes. On a btrfs host the subvolumes live on the host's
 //     filesystem; elsewhere they live in one sparse, loop-backed btrfs
