@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"slices"
 	"strings"
@@ -881,4 +885,75 @@ func TestDeployedReleaseAndStopped(t *testing.T) {
 	_, _, err = e.svc.DeployedRelease(ctx, "nope")
 	wantErr(t, err, platform.ErrNotFound)
 	wantErr(t, e.svc.SetAppStopped(ctx, "nope", true), platform.ErrNotFound)
+}
+
+// selfSigned returns a PEM certificate and key for host.
+func selfSigned(t *testing.T, host string) (certPEM, keyPEM string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+}
+
+func TestCertsAndDeployBranch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	mustApp(t, e, e.alice, "shop")
+	mustApp(t, e, e.bob, "other")
+	certPEM, keyPEM := selfSigned(t, "shop.example.com")
+	_, err := e.svc.SetCert(ctx, e.alice, "shop", "shop.example.com", certPEM, keyPEM)
+	wantErr(t, err, platform.ErrNotFound, "domains:add")
+	if _, err := e.svc.AddDomain(ctx, e.alice, "shop", "shop.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.SetCert(ctx, e.bob, "other", "shop.example.com", certPEM, keyPEM)
+	wantErr(t, err, platform.ErrNotFound)
+	otherCert, _ := selfSigned(t, "else.example.com")
+	_, err = e.svc.SetCert(ctx, e.alice, "shop", "shop.example.com", otherCert, keyPEM)
+	wantErr(t, err, platform.ErrInvalid, "certificate")
+	if strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("error quotes the key: %v", err)
+	}
+	c, err := e.svc.SetCert(ctx, e.alice, "shop", "SHOP.example.com", certPEM, keyPEM)
+	if err != nil || c.Hostname != "shop.example.com" || c.NotAfter.Before(time.Now()) {
+		t.Fatalf("SetCert = %+v, %v", c.Hostname, err)
+	}
+	all, err := e.svc.AllCerts(ctx)
+	if err != nil || len(all) != 1 || all[0].App != "shop" || all[0].KeyPEM != keyPEM {
+		t.Fatalf("AllCerts = %d, %v", len(all), err)
+	}
+	if err := e.svc.RemoveCert(ctx, e.alice, "shop", "shop.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(e.logs.String(), "PRIVATE KEY") {
+		t.Fatal("private key logged")
+	}
+
+	if err := e.svc.SetDeployBranch(ctx, e.alice, "shop", "release/v2"); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.svc.App(ctx, e.alice, "shop"); a.DeployBranch != "release/v2" {
+		t.Fatalf("deploy branch = %q", a.DeployBranch)
+	}
+	wantErr(t, e.svc.SetDeployBranch(ctx, e.alice, "shop", "../etc"), platform.ErrInvalid, "branch")
+	wantErr(t, e.svc.SetDeployBranch(ctx, e.bob, "shop", "main"), platform.ErrNotFound)
 }
