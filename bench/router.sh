@@ -50,7 +50,7 @@ free_port() {
 
 wait_port() {
 	for _ in $(seq 100); do
-		if curl -s -o /dev/null "http://127.0.0.1:$1/"; then
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
 			return 0
 		fi
 		sleep 0.05
