@@ -74,7 +74,8 @@ type Release struct {
 	// Image is the image reference in berth's image store; empty for a
 	// release made by a config change before the first deploy.
 	Image string
-	// Processes maps process type to command.
+	// Processes maps process type to command; ImageCommand means the
+	// image's own ENTRYPOINT/CMD.
 	Processes map[string]string
 	// Config is the config vars of the release (secrets).
 	Config ConfigVars
@@ -102,8 +103,8 @@ const ImageCommand = ""
 type ReleaseSpec struct {
 	// Image is the built or imported image reference (required).
 	Image string
-	// Processes maps process type to command (from a Procfile or the
-	// image's CMD; at least one).
+	// Processes maps process type to command (from a Procfile; at least
+	// one). ImageCommand as a command runs the image's own ENTRYPOINT/CMD.
 	Processes map[string]string
 	// Description defaults to "Deploy".
 	Description string

@@ -358,8 +358,15 @@ func TestReleasesConfigRollback(t *testing.T) {
 	_, err = e.svc.Rollback(ctx, e.alice, "shop", 42)
 	wantErr(t, err, platform.ErrNotFound, "v42")
 
+	// A Dockerfile app without a Procfile runs the image's command as web.
+	r6, err := e.svc.CreateRelease(ctx, e.alice, "shop", platform.ReleaseSpec{Image: "sha256:bbb", Processes: map[string]string{"web": platform.ImageCommand}})
+	if err != nil || r6.Version != 6 || r6.Processes["web"] != platform.ImageCommand {
+		t.Fatalf("release with the image's command = %+v, %v", r6, err)
+	}
+	_, err = e.svc.CreateRelease(ctx, e.alice, "shop", platform.ReleaseSpec{Image: "i", Processes: map[string]string{"web": "  "}})
+	wantErr(t, err, platform.ErrInvalid, "command of process type web")
 	rels, err := e.svc.Releases(ctx, e.alice, "shop", 0)
-	if err != nil || len(rels) != 5 || rels[0].Version != 5 || rels[4].Version != 1 {
+	if err != nil || len(rels) != 6 || rels[0].Version != 6 || rels[5].Version != 1 {
 		t.Fatalf("releases = %v, %v", rels, err)
 	}
 	// Old releases are unchanged (immutable).
@@ -367,7 +374,7 @@ func TestReleasesConfigRollback(t *testing.T) {
 		t.Fatalf("v3 = %+v, %v", old, err)
 	}
 	cur, ok, err := e.svc.CurrentRelease(ctx, e.alice, "shop")
-	if err != nil || !ok || cur.Version != 5 {
+	if err != nil || !ok || cur.Version != 6 {
 		t.Fatalf("current = %v %v %v", cur, ok, err)
 	}
 
@@ -404,8 +411,8 @@ func TestReleasesConfigRollback(t *testing.T) {
 			}
 		})
 	}
-	if rels, _ := e.svc.Releases(ctx, e.alice, "shop", 0); len(rels) != 5 {
-		t.Fatalf("%d releases after refused changes, want 5", len(rels))
+	if rels, _ := e.svc.Releases(ctx, e.alice, "shop", 0); len(rels) != 6 {
+		t.Fatalf("%d releases after refused changes, want 6", len(rels))
 	}
 }
 
