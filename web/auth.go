@@ -1,0 +1,295 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/berthhq/berth/platform"
+)
+
+const (
+	sessionCookie = "berth_session"
+	csrfCookie    = "berth_csrf"
+	flashCookie   = "berth_flash"
+	csrfField     = "_csrf"
+	csrfHeader    = "X-CSRF-Token"
+
+	keyActor = "berth.actor"
+	keyCSRF  = "berth.csrf"
+)
+
+// setCookie sets an HttpOnly cookie for the whole site; maxAge < 0 deletes.
+func (s *Server) setCookie(c echo.Context, name, value string, maxAge int, sameSite http.SameSite) {
+	c.SetCookie(&http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: s.cfg.Secure, SameSite: sameSite,
+	})
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// csrfToken returns the CSRF token this browser's forms carry: an HMAC of
+// a random per-browser cookie, issued here when missing. A page from
+// another site can neither read the cookie nor compute the token.
+func (s *Server) csrfToken(c echo.Context) string {
+	if v, ok := c.Get(keyCSRF).(string); ok {
+		return v
+	}
+	seed := ""
+	if ck, err := c.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+		seed = ck.Value
+	} else {
+		seed = randomToken()
+		s.setCookie(c, csrfCookie, seed, 0, http.SameSiteStrictMode)
+		// Later reads in this request see the new seed.
+		c.Request().AddCookie(&http.Cookie{Name: csrfCookie, Value: seed})
+	}
+	tok := s.csrfFor(seed)
+	c.Set(keyCSRF, tok)
+	return tok
+}
+
+func (s *Server) csrfFor(seed string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(seed))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// checkCSRF refuses state-changing requests whose form field _csrf (or
+// header X-CSRF-Token) is not this browser's token.
+func (s *Server) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch c.Request().Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			return next(c)
+		}
+		ck, err := c.Cookie(csrfCookie)
+		if err != nil || len(ck.Value) < 32 {
+			return ErrCSRF
+		}
+		got := c.Request().Header.Get(csrfHeader)
+		if got == "" {
+			got = c.FormValue(csrfField)
+		}
+		if got == "" || !hmac.Equal([]byte(got), []byte(s.csrfFor(ck.Value))) {
+			return ErrCSRF
+		}
+		return next(c)
+	}
+}
+
+// requireSession lets signed-in users through and sends everyone else to
+// the sign-in page.
+func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		actor, ok := s.sessionActor(c)
+		if !ok {
+			target := "/login"
+			if c.Request().Method == http.MethodGet {
+				target += "?next=" + url.QueryEscape(c.Request().URL.RequestURI())
+			}
+			return c.Redirect(http.StatusSeeOther, target)
+		}
+		c.Set(keyActor, actor)
+		return next(c)
+	}
+}
+
+// sessionActor returns the user of the request's session cookie.
+func (s *Server) sessionActor(c echo.Context) (platform.Actor, bool) {
+	ck, err := c.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" {
+		return platform.Actor{}, false
+	}
+	actor, err := s.svc.ActorForSession(c.Request().Context(), ck.Value)
+	if err != nil {
+		if !errors.Is(err, platform.ErrBadCredentials) {
+			s.log.Error("look up session", "err", err)
+		}
+		s.setCookie(c, sessionCookie, "", -1, http.SameSiteLaxMode)
+		return platform.Actor{}, false
+	}
+	return actor, true
+}
+
+func actorOf(c echo.Context) platform.Actor {
+	a, _ := c.Get(keyActor).(platform.Actor)
+	return a
+}
+
+type loginData struct {
+	User  string
+	Next  string
+	Error string
+}
+
+func (s *Server) loginPage(c echo.Context) error {
+	if _, ok := s.sessionActor(c); ok {
+		return c.Redirect(http.StatusSeeOther, "/apps")
+	}
+	return s.render(c, http.StatusOK, "login", &page{Title: "Sign in", Data: loginData{Next: safeNext(c.QueryParam("next"))}})
+}
+
+// safeNext keeps only local paths, so the sign-in form cannot send the
+// user to another site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/apps"
+	}
+	return next
+}
+
+func (s *Server) login(c echo.Context) error {
+	user := strings.TrimSpace(c.FormValue("user"))
+	password := c.FormValue("password")
+	data := loginData{User: user, Next: safeNext(c.FormValue("next"))}
+	keys := []string{"user:" + strings.ToLower(user), "ip:" + c.RealIP()}
+	if wait := s.logins.wait(keys...); wait > 0 {
+		secs := int(math.Ceil(wait.Seconds()))
+		c.Response().Header().Set("Retry-After", fmt.Sprint(secs))
+		data.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %d second(s).", secs)
+		return s.render(c, http.StatusTooManyRequests, "login", &page{Title: "Sign in", Data: data})
+	}
+	actor, err := s.svc.CheckPassword(c.Request().Context(), user, password)
+	if errors.Is(err, platform.ErrBadCredentials) {
+		s.logins.fail(keys...)
+		s.log.Info("failed sign-in", "user", user, "ip", c.RealIP())
+		data.Error = "Wrong user name or password."
+		return s.render(c, http.StatusUnauthorized, "login", &page{Title: "Sign in", Data: data})
+	}
+	if err != nil {
+		return err
+	}
+	s.logins.reset(keys[0])
+	token, err := s.svc.CreateSession(c.Request().Context(), actor, s.cfg.SessionTTL)
+	if err != nil {
+		return err
+	}
+	s.setCookie(c, sessionCookie, token, int(s.cfg.SessionTTL.Seconds()), http.SameSiteLaxMode)
+	s.log.Info("signed in", "user", actor.Name, "ip", c.RealIP())
+	return c.Redirect(http.StatusSeeOther, data.Next)
+}
+
+func (s *Server) logout(c echo.Context) error {
+	if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
+		if err := s.svc.DeleteSession(c.Request().Context(), ck.Value); err != nil {
+			return err
+		}
+	}
+	s.setCookie(c, sessionCookie, "", -1, http.SameSiteLaxMode)
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+// requireToken authenticates API requests by their bearer token. Session
+// cookies are not accepted there, so the API needs no CSRF tokens.
+func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || strings.TrimSpace(token) == "" {
+			return ErrUnauthenticated
+		}
+		actor, err := s.svc.ActorForAPIToken(c.Request().Context(), strings.TrimSpace(token))
+		if err != nil {
+			return err
+		}
+		c.Set(keyActor, actor)
+		return next(c)
+	}
+}
+
+// loginLimiter backs off sign-ins after repeated failures, per user name
+// and per client address: after free failures (five times as many for an
+// address), each further attempt must wait base, then twice as long, up to
+// max. It lives in memory: a restart
+// forgets it, which costs an attacker a restart of berth per few guesses.
+type loginLimiter struct {
+	mu        sync.Mutex
+	free      int
+	base, max time.Duration
+	now       func() time.Time
+	m         map[string]*attempts
+}
+
+type attempts struct {
+	failures int
+	until    time.Time
+	last     time.Time
+}
+
+func newLoginLimiter(free int, base, max time.Duration) *loginLimiter {
+	return &loginLimiter{free: free, base: base, max: max, now: time.Now, m: map[string]*attempts{}}
+}
+
+// wait returns how long the keys must still wait; 0 lets the attempt in.
+func (l *loginLimiter) wait(keys ...string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	var w time.Duration
+	for _, k := range keys {
+		if a := l.m[k]; a != nil && a.until.After(now) {
+			w = max(w, a.until.Sub(now))
+		}
+	}
+	return w
+}
+
+// fail records a failed attempt for every key.
+func (l *loginLimiter) fail(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.m) > 10000 {
+		for k, a := range l.m {
+			if now.Sub(a.last) > l.max {
+				delete(l.m, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		a := l.m[k]
+		if a == nil || now.Sub(a.last) > l.max {
+			a = &attempts{}
+			l.m[k] = a
+		}
+		a.failures++
+		a.last = now
+		free := l.free
+		if strings.HasPrefix(k, "ip:") {
+			// Many people may share an address; the per-user limit is
+			// the tight one.
+			free *= 5
+		}
+		if n := a.failures - free; n >= 0 {
+			d := l.base
+			for i := 0; i < n && d < l.max; i++ {
+				d *= 2
+			}
+			a.until = now.Add(min(d, l.max))
+		}
+	}
+}
+
+// reset forgets the failures of key after a successful sign-in.
+func (l *loginLimiter) reset(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.m, key)
+}

@@ -1,0 +1,283 @@
+package web
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthhq/berth/platform"
+)
+
+func TestDashboardSecurity(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	alice := e.user("alice", platform.RoleMember)
+	e.user("bob", platform.RoleMember)
+	e.user("root", platform.RoleAdmin)
+	if _, err := e.svc.CreateApp(ctx, alice, "alice-app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetConfig(ctx, alice, "alice-app", map[string]string{"SECRET": "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("no session redirects to login", func(t *testing.T) {
+		c := e.client()
+		for _, path := range []string{"/apps", "/apps/alice-app", "/apps/alice-app/config", "/apps/alice-app/logs/stream", "/account", "/admin"} {
+			status, loc, _ := c.get(path)
+			if status != http.StatusSeeOther || loc != "/login?next="+url.QueryEscape(path) {
+				t.Errorf("GET %s: %d %q, want 303 to the login page", path, status, loc)
+			}
+		}
+		// A post without a session goes to the login page too, and
+		// changes nothing.
+		status, loc, _ := c.post("/apps/alice-app/config", url.Values{"key": {"X"}, "value": {"1"}})
+		if status != http.StatusSeeOther || loc != "/login" {
+			t.Errorf("POST without session: %d %q", status, loc)
+		}
+		// A forged session cookie is no session.
+		u, _ := url.Parse(e.url)
+		c.http.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "forged"}})
+		if status, _, _ := c.get("/apps"); status != http.StatusSeeOther {
+			t.Errorf("forged session: %d", status)
+		}
+	})
+
+	t.Run("another user's app is not found", func(t *testing.T) {
+		bob := e.client()
+		bob.login("bob")
+		for _, path := range []string{"/apps/alice-app", "/apps/alice-app/config", "/apps/alice-app/releases", "/apps/alice-app/logs",
+			"/apps/alice-app/logs/stream", "/apps/alice-app/deploys", "/apps/alice-app/settings", "/apps/alice-app/releases/v1/rollback",
+			"/apps/no-such-app"} {
+			status, _, body := bob.get(path)
+			if status != http.StatusNotFound {
+				t.Errorf("bob GET %s: %d, want 404", path, status)
+			}
+			if strings.Contains(body, "s3cret") {
+				t.Errorf("bob GET %s shows alice's secret", path)
+			}
+		}
+		for _, action := range []string{"/apps/alice-app/config", "/apps/alice-app/scale", "/apps/alice-app/restart", "/apps/alice-app/destroy",
+			"/apps/alice-app/domains", "/apps/alice-app/releases/v1/rollback", "/apps/alice-app/share"} {
+			status, _, _ := bob.submit("/apps", action, url.Values{"key": {"HACKED"}, "value": {"1"}, "type": {"web"}, "quantity": {"3"},
+				"confirm": {"alice-app"}, "hostname": {"evil.example.com"}, "user": {"bob"}})
+			if status != http.StatusNotFound {
+				t.Errorf("bob POST %s: %d, want 404", action, status)
+			}
+		}
+		status, _, body := bob.get("/apps")
+		if status != http.StatusOK || strings.Contains(body, "alice-app") {
+			t.Errorf("bob's app list shows alice's app (status %d)", status)
+		}
+		if _, err := e.svc.App(ctx, alice, "alice-app"); err != nil {
+			t.Fatalf("alice-app gone: %v", err)
+		}
+		cfg, _ := e.svc.Config(ctx, alice, "alice-app")
+		if _, ok := cfg["HACKED"]; ok || len(cfg) != 1 {
+			t.Errorf("bob changed alice's config: %v", cfg.Keys())
+		}
+		if rels, _ := e.svc.Releases(ctx, alice, "alice-app", 0); len(rels) != 1 {
+			t.Errorf("bob made releases of alice's app: %d", len(rels))
+		}
+		if status, _, _ := bob.get("/admin"); status != http.StatusNotFound {
+			t.Errorf("member GET /admin: %d, want 404", status)
+		}
+	})
+
+	t.Run("shared app is visible", func(t *testing.T) {
+		a := e.client()
+		a.login("alice")
+		if status, _, body := a.submit("/apps/alice-app/settings", "/apps/alice-app/share", url.Values{"user": {"bob"}}); status != http.StatusSeeOther {
+			t.Fatalf("share: %d %s", status, body)
+		}
+		bob := e.client()
+		bob.login("bob")
+		if status, _, _ := bob.get("/apps/alice-app/config"); status != http.StatusOK {
+			t.Errorf("shared app: %d", status)
+		}
+		// Sharing stays the owner's: bob may not destroy it.
+		status, loc, _ := bob.submit("/apps/alice-app/settings", "/apps/alice-app/destroy", url.Values{"confirm": {"alice-app"}})
+		if status != http.StatusSeeOther || loc != "/apps/alice-app/settings" {
+			t.Errorf("bob destroys shared app: %d %q", status, loc)
+		}
+		if _, err := e.svc.App(ctx, alice, "alice-app"); err != nil {
+			t.Fatalf("alice-app gone: %v", err)
+		}
+		if err := e.svc.UnshareApp(ctx, alice, "alice-app", "bob"); err != nil {
+			t.Fatal(err)
+		}
+		if status, _, _ := bob.get("/apps/alice-app/config"); status != http.StatusNotFound {
+			t.Errorf("unshared app: %d", status)
+		}
+	})
+
+	t.Run("forms need their CSRF token", func(t *testing.T) {
+		a := e.client()
+		a.login("alice")
+		a.get("/apps/alice-app/config") // the browser has its CSRF cookie
+		tests := []struct {
+			name  string
+			token string
+		}{
+			{name: "missing", token: ""},
+			{name: "wrong", token: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+			{name: "another browser's", token: e.client().token("/login")},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				form := url.Values{"key": {"INJECTED"}, "value": {"1"}}
+				if tt.token != "" {
+					form.Set("_csrf", tt.token)
+				}
+				status, _, body := a.post("/apps/alice-app/config", form)
+				if status != http.StatusForbidden {
+					t.Errorf("post: %d, want 403", status)
+				}
+				if !strings.Contains(body, "CSRF") {
+					t.Errorf("the 403 page does not say why:\n%s", body)
+				}
+			})
+		}
+		cfg, _ := e.svc.Config(ctx, alice, "alice-app")
+		if _, ok := cfg["INJECTED"]; ok {
+			t.Error("a post without its CSRF token changed the config")
+		}
+		// The login and logout forms are protected as well.
+		if status, _, _ := e.client().post("/login", url.Values{"user": {"alice"}, "password": {testPassword}}); status != http.StatusForbidden {
+			t.Errorf("login without token: %d", status)
+		}
+		if status, _, _ := a.post("/logout", nil); status != http.StatusForbidden {
+			t.Errorf("logout without token: %d", status)
+		}
+		// With the token it works.
+		if status, _, _ := a.submit("/apps/alice-app/config", "/apps/alice-app/config", url.Values{"key": {"WITH_TOKEN"}, "value": {"1"}}); status != http.StatusSeeOther {
+			t.Errorf("post with token: %d", status)
+		}
+	})
+
+	t.Run("script in a config value is text", func(t *testing.T) {
+		const evil = `<script>document.title="pwned"</script><img src=x onerror=alert(1)>`
+		if _, err := e.svc.SetConfig(ctx, alice, "alice-app", map[string]string{"EVIL": evil}); err != nil {
+			t.Fatal(err)
+		}
+		a := e.client()
+		a.login("alice")
+		_, _, body := a.get("/apps/alice-app/config")
+		if strings.Contains(body, "<script>document") || strings.Contains(body, "<img src=x") {
+			t.Fatal("the config page carries the value as markup")
+		}
+		if !strings.Contains(body, html.EscapeString(evil)) && !strings.Contains(body, "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;") {
+			t.Errorf("the escaped value is not on the page:\n%s", body)
+		}
+	})
+
+	t.Run("security headers", func(t *testing.T) {
+		resp, err := http.Get(e.url + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("CSP %q lacks %q", csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("CSP allows unsafe code: %q", csp)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("headers: %v", resp.Header)
+		}
+	})
+
+	t.Run("session cookie and logout", func(t *testing.T) {
+		c := e.client()
+		tok := c.token("/login")
+		resp, err := c.http.PostForm(e.url+"/login", url.Values{"_csrf": {tok}, "user": {"alice"}, "password": {testPassword}, "next": {"//evil.example.com/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); loc != "/apps" {
+			t.Errorf("login with an off-site next goes to %q", loc)
+		}
+		var session *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == sessionCookie {
+				session = ck
+			}
+		}
+		if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Secure {
+			t.Fatalf("session cookie: %+v", session)
+		}
+		if status, _, _ := c.get("/apps"); status != http.StatusOK {
+			t.Fatalf("signed in: %d", status)
+		}
+		if status, loc, _ := c.submit("/apps", "/logout", nil); status != http.StatusSeeOther || loc != "/login" {
+			t.Fatalf("logout: %d %q", status, loc)
+		}
+		// The old session token is dead on the server, not just forgotten.
+		if _, err := e.svc.ActorForSession(ctx, session.Value); err == nil {
+			t.Error("the session survived logout")
+		}
+		if status, _, _ := c.get("/apps"); status != http.StatusSeeOther {
+			t.Errorf("after logout: %d", status)
+		}
+	})
+
+	t.Run("wrong passwords back off", func(t *testing.T) {
+		lim := e.srv.logins
+		now := time.Now()
+		lim.mu.Lock()
+		lim.now = func() time.Time { return now }
+		lim.mu.Unlock()
+		advance := func(d time.Duration) {
+			lim.mu.Lock()
+			now = now.Add(d)
+			lim.mu.Unlock()
+		}
+		c := e.client()
+		try := func(password string) (int, string, string) {
+			t.Helper()
+			resp, err := c.http.PostForm(e.url+"/login", url.Values{"_csrf": {c.token("/login")}, "user": {"root"}, "password": {password}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b := make([]byte, 64<<10)
+			n, _ := resp.Body.Read(b)
+			return resp.StatusCode, resp.Header.Get("Retry-After"), string(b[:n])
+		}
+		for i := 0; i < 3; i++ {
+			if status, _, body := try("wrong password"); status != http.StatusUnauthorized || !strings.Contains(body, "Wrong user name or password") {
+				t.Fatalf("wrong password %d: %d", i+1, status)
+			}
+		}
+		// Now even the right password must wait, and is not checked.
+		status, retry, body := try(testPassword)
+		if status != http.StatusTooManyRequests || retry != "1" || !strings.Contains(body, "Too many failed sign-ins") {
+			t.Fatalf("during backoff: %d Retry-After %q", status, retry)
+		}
+		advance(1100 * time.Millisecond)
+		if status, _, _ := try("wrong again"); status != http.StatusUnauthorized {
+			t.Fatalf("after the wait: %d", status)
+		}
+		// The wait doubles.
+		if status, retry, _ := try(testPassword); status != http.StatusTooManyRequests || retry != "2" {
+			t.Fatalf("second backoff: %d Retry-After %q", status, retry)
+		}
+		advance(2100 * time.Millisecond)
+		if status, _, _ := try(testPassword); status != http.StatusSeeOther {
+			t.Fatalf("right password after the wait: %d", status)
+		}
+		// Success forgets the user's failures.
+		if w := lim.wait("user:root"); w != 0 {
+			t.Errorf("wait after success: %v", w)
+		}
+	})
+}
