@@ -203,11 +203,70 @@ func (b *btrfsDriver) ensure(ctx context.Context, app string, a *appState) (stri
 	return dir, nil
 }
 
-// limit sets the referenced-bytes limit of the subvolume's qgroup.
+// limit sets the referenced-bytes limit of the subvolume's qgroup, and
+// grows the pool first if the limits would no longer fit in it.
 func (b *btrfsDriver) limit(ctx context.Context, dir string, limit int64) error {
+	if err := b.fitPool(ctx, dir, limit); err != nil {
+		return err
+	}
 	if _, err := run(ctx, "btrfs", "qgroup", "limit", strconv.FormatInt(limit, 10), dir); err != nil {
 		return fmt.Errorf("set qgroup limit: %w", err)
 	}
+	return nil
+}
+
+// fitPool grows the pool image (sparse, so it costs nothing until written)
+// and its filesystem when the sum of all apps' limits, with dir's limit
+// set to limit, exceeds it: otherwise apps would run out of pool space
+// before reaching their own limits, and one app's use would eat another's.
+func (b *btrfsDriver) fitPool(ctx context.Context, dir string, limit int64) error {
+	if b.hostBtrfs() {
+		return nil
+	}
+	own, err := qgroupID(ctx, dir)
+	if err != nil {
+		return err
+	}
+	out, err := run(ctx, "btrfs", "qgroup", "show", "--raw", "-r", b.base())
+	if err != nil {
+		return fmt.Errorf("read qgroup limits: %w", err)
+	}
+	sum := limit
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "0/") || f[0] == own {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[3], 10, 64); err == nil {
+			sum += n
+		}
+	}
+	fi, err := os.Stat(b.image())
+	if err != nil {
+		return fmt.Errorf("grow btrfs pool: %w", err)
+	}
+	// Metadata (dup) and the allocator's slack need room beyond the data.
+	need := sum + sum/8 + minPoolSize
+	if need <= fi.Size() {
+		return nil
+	}
+	dev, err := loopFind(b.image())
+	if err != nil {
+		return err
+	}
+	if dev == "" {
+		return fmt.Errorf("grow btrfs pool %s: not attached", b.image())
+	}
+	if err := os.Truncate(b.image(), need); err != nil {
+		return fmt.Errorf("grow btrfs pool: %w", err)
+	}
+	if err := loopSetCapacity(dev); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "btrfs", "filesystem", "resize", "max", b.base()); err != nil {
+		return fmt.Errorf("grow btrfs pool: %w", err)
+	}
+	b.logger.Info("btrfs pool grown to fit the limits", "image", b.image(), "size", need, "limits", sum)
 	return nil
 }
 

@@ -606,3 +606,41 @@ func TestOverlayUpperLimited(t *testing.T) {
 		})
 	}
 }
+
+func TestBtrfsPoolGrowsToFitLimits(t *testing.T) {
+	requireRoot(t)
+	root := quotaRoot(t)
+	requireDriver(t, root, DriverBtrfs)
+	ctx := context.Background()
+	d := newTestDisk(t, root, DriverBtrfs) // a 512 MiB pool
+	uid := testUID(9)
+	if _, err := d.Ensure(ctx, "big-a", uid, 400*mib); err != nil {
+		t.Fatal(err)
+	}
+	dirB, err := d.Ensure(ctx, "big-b", uid+1, 400*mib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(root, "btrfs.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() < 800*mib {
+		t.Fatalf("pool image is %d bytes for 800 MiB of limits, want it grown", fi.Size())
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dirB, &st); err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(st.Blocks) * st.Bsize; total < 800*mib {
+		t.Fatalf("pool filesystem is %d bytes after growing, want at least 800 MiB", total)
+	}
+	// Growing is sparse: the image holds little real data.
+	var ist unix.Stat_t
+	if err := unix.Stat(filepath.Join(root, "btrfs.img"), &ist); err != nil {
+		t.Fatal(err)
+	}
+	if ist.Blocks*512 > 128*mib {
+		t.Fatalf("pool image allocates %d bytes on the host, want it sparse", ist.Blocks*512)
+	}
+}

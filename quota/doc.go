@@ -26,7 +26,9 @@
 //   - btrfs: one btrfs subvolume per app with a qgroup limit on its
 //     referenced bytes. On a btrfs host the subvolumes live on the host's
 //     filesystem; elsewhere they live in one sparse, loop-backed btrfs
-//     image under Root (the pool). This is the preferred fallback for
+//     image under Root (the pool), which grows when the sum of the limits
+//     outgrows it, so that no app runs out of pool space before reaching
+//     its own limit. This is the preferred fallback for
 //     kernels without quota support: the whole pool costs one loop device,
 //     however many apps there are (hosts often have only eight), a limit
 //     can be raised or lowered at any time, even below current use, and
@@ -45,7 +47,10 @@
 // re-attaches pools and images after a restart, reusing a loop device an
 // image is still attached to. Loop devices are attached with
 // LO_FLAGS_AUTOCLEAR, so the kernel detaches them when their filesystem is
-// unmounted, by Remove, by Close or after a crash.
+// unmounted, by Remove, by Close or after a crash. Images are sparse: they
+// take host space only as apps write, so a host whose own filesystem fills
+// up fails the images' writes too; keep the data directory's filesystem
+// larger than the limits handed out.
 //
 // # Network
 //
