@@ -412,7 +412,16 @@ func TestEnsureValidation(t *testing.T) {
 func kernelLacksQuota() string {
 	var missing []string
 	for _, opt := range []string{"CONFIG_QUOTA", "CONFIG_QUOTACTL", "CONFIG_QFMT_V2"} {
-		if v, known := kernelConfig(opt); known && v != "y" && v != "m" {
+		v, known := kernelConfig(opt)
+		if !known {
+			// No readable kernel config: the quota core registers
+			// /proc/sys/fs/quota, so its absence still proves the lack.
+			if _, err := os.Stat("/proc/sys/fs/quota"); errors.Is(err, os.ErrNotExist) {
+				return "CONFIG_QUOTA (no /proc/sys/fs/quota)"
+			}
+			return ""
+		}
+		if v != "y" && v != "m" {
 			missing = append(missing, opt)
 		}
 	}
