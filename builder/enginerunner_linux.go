@@ -55,7 +55,7 @@ func (r *EngineRunner) RunStep(ctx context.Context, spec StepSpec) (StepResult, 
 		Process: engine.Process{
 			Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd, UID: spec.UID, GID: spec.GID,
 		},
-		Hostname: "buildkit",
+		Hostname: "build",
 		Limits: engine.Limits{
 			MemoryBytes: spec.Limits.MemoryBytes,
 			CPUQuota:    spec.Limits.CPUQuota,
