@@ -39,11 +39,6 @@ const (
 	deadlineSlack = time.Second
 )
 
-var (
-	clientReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBuf) }}
-	clientWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBuf) }}
-)
-
 // Connection states for drain.
 const (
 	connIdle int32 = iota
@@ -258,16 +253,16 @@ func (fc *fconn) serve() {
 		fc.fs.mu.Unlock()
 		if fc.br != nil {
 			fc.br.Reset(nil)
-			clientReaderPool.Put(fc.br)
+			fc.rt.clientReaders.Put(fc.br)
 			fc.bw.Reset(nil)
-			clientWriterPool.Put(fc.bw)
+			fc.rt.clientWriters.Put(fc.bw)
 		}
 	}()
 	fc.ip = clientIP(fc.c.RemoteAddr().String())
 	fc.rd.c = fc.c
-	fc.br = clientReaderPool.Get().(*bufio.Reader)
+	fc.br = fc.rt.clientReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.rd)
-	fc.bw = clientWriterPool.Get().(*bufio.Writer)
+	fc.bw = fc.rt.clientWriters.Get().(*bufio.Writer)
 	fc.bw.Reset(fc.c)
 	for {
 		if fc.fs.shutting.Load() && fc.br.Buffered() == 0 {
@@ -659,8 +654,8 @@ const (
 func (fc *fconn) copyRequestBody(bw *bufio.Writer, rq *fastReq) (clientErr bool, err error) {
 	if rq.chunked {
 		cr := httputil.NewChunkedReader(fc.br)
-		bp := copyBufPool.Get().(*[]byte)
-		defer copyBufPool.Put(bp)
+		bp := fc.rt.copyBufs.Get().(*[]byte)
+		defer fc.rt.copyBufs.Put(bp)
 		buf := *bp
 		for {
 			n, er := cr.Read(buf)
@@ -745,8 +740,8 @@ func (fc *fconn) copyResponseBody(ubr *bufio.Reader, rh *respHead, mode int) (n 
 	if rh.chunked {
 		src = httputil.NewChunkedReader(ubr)
 	}
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+	bp := fc.rt.copyBufs.Get().(*[]byte)
+	defer fc.rt.copyBufs.Put(bp)
 	buf := *bp
 	for {
 		nr, er := src.Read(buf)

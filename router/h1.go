@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // This file speaks HTTP/1.1 to backends directly on pooled connections: the
@@ -28,7 +29,7 @@ func (e bodyError) Unwrap() error { return e.err }
 
 // writeRequest writes req to a backend: hop-by-hop headers dropped,
 // X-Forwarded-* and X-Request-Id set, the body streamed with its framing.
-func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string) error {
+func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string, bufs *sync.Pool) error {
 	uri := req.RequestURI
 	if uri == "" || (uri[0] != '/' && uri != "*") {
 		uri = req.URL.RequestURI()
@@ -86,7 +87,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string) error
 		var nb [20]byte
 		bw.Write(strconv.AppendInt(nb[:0], req.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		n, err := copyRequestBody(bw, bw, req.Body)
+		n, err := copyRequestBody(bw, bw, req.Body, bufs)
 		if err != nil {
 			return err
 		}
@@ -97,7 +98,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string) error
 	default:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		cw := httputil.NewChunkedWriter(bw)
-		if _, err := copyRequestBody(cw, bw, req.Body); err != nil {
+		if _, err := copyRequestBody(cw, bw, req.Body, bufs); err != nil {
 			return err
 		}
 		if err := cw.Close(); err != nil {
@@ -110,9 +111,9 @@ func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string) error
 
 // copyRequestBody streams the client's body to the backend, flushing after
 // every read so a slow upload flows instead of waiting in a buffer.
-func copyRequestBody(dst io.Writer, bw *bufio.Writer, body io.Reader) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+func copyRequestBody(dst io.Writer, bw *bufio.Writer, body io.Reader, bufs *sync.Pool) (int64, error) {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
 	buf := *bp
 	var n int64
 	for {

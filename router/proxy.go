@@ -25,8 +25,6 @@ const (
 	statusClientClosed = 499
 )
 
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // aLongTimeAgo is a deadline in the past: setting it wakes blocked I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -184,7 +182,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 	}()
 
 	upgrade := upgradeType(req)
-	if err := writeRequest(pc.bw, req, e.id, upgrade); err != nil {
+	if err := writeRequest(pc.bw, req, e.id, upgrade, &rt.copyBufs); err != nil {
 		var be bodyError
 		switch {
 		case req.Context().Err() != nil || errors.As(err, &be):
@@ -268,7 +266,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 	var rerr, werr error
 	switch {
 	case rh.chunked:
-		n, rerr, werr = copyBody(w, httputil.NewChunkedReader(pc.br), pc.br)
+		n, rerr, werr = copyBody(w, httputil.NewChunkedReader(pc.br), pc.br, &rt.copyBufs)
 		if rerr == nil && werr == nil {
 			rerr = readTrailers(pc.br, h)
 		}
@@ -279,14 +277,14 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 			pc.br.Discard(int(rh.length))
 			n, werr = int64(nw), err
 		} else {
-			n, rerr, werr = copyBody(w, &io.LimitedReader{R: pc.br, N: rh.length}, pc.br)
+			n, rerr, werr = copyBody(w, &io.LimitedReader{R: pc.br, N: rh.length}, pc.br, &rt.copyBufs)
 			if rerr == nil && werr == nil && n < rh.length {
 				rerr = io.ErrUnexpectedEOF
 			}
 		}
 	default:
 		rh.keepAlive = false
-		n, rerr, werr = copyBody(w, pc.br, pc.br)
+		n, rerr, werr = copyBody(w, pc.br, pc.br, &rt.copyBufs)
 	}
 	e.bytes = n
 	switch {
@@ -309,9 +307,9 @@ func (rt *Router) debug(msg string, args ...any) {
 
 // copyBody copies a response body to the client, flushing whenever the
 // backend has nothing more buffered so streamed responses are not held back.
-func copyBody(w http.ResponseWriter, src io.Reader, br interface{ Buffered() int }) (n int64, rerr, werr error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
+func copyBody(w http.ResponseWriter, src io.Reader, br interface{ Buffered() int }, bufs *sync.Pool) (n int64, rerr, werr error) {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
 	buf := *bp
 	fl, _ := w.(http.Flusher)
 	for {

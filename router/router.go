@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -42,6 +43,12 @@ type Router struct {
 
 	hijackMu sync.Mutex
 	hijacked map[net.Conn]struct{}
+
+	// Buffers reused across requests: body copy buffers and the fast
+	// path's client connection readers and writers.
+	copyBufs      sync.Pool
+	clientReaders sync.Pool
+	clientWriters sync.Pool
 }
 
 // New builds a router from its configuration. The logger is scoped to the
@@ -60,6 +67,9 @@ func New(cfg Config, logger *slog.Logger) (*Router, error) {
 		upstreams: make(map[string]*upstream),
 		hijacked:  make(map[net.Conn]struct{}),
 	}
+	rt.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	rt.clientReaders.New = func() any { return bufio.NewReaderSize(nil, clientReadBuf) }
+	rt.clientWriters.New = func() any { return bufio.NewWriterSize(nil, clientWriteBuf) }
 	var seed [4]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("seed request ids: %w", err)
