@@ -38,6 +38,7 @@ type Env struct {
 type Deployer interface {
 	Rollout(ctx context.Context, app string, rel platform.Release, out io.Writer) error
 	Converge(ctx context.Context, app string, out io.Writer) error
+	RefreshRoutes(ctx context.Context) error
 	Restart(ctx context.Context, app, processType string, out io.Writer) error
 	StopApp(ctx context.Context, app string, out io.Writer) error
 	StartApp(ctx context.Context, app string, out io.Writer) error
@@ -50,8 +51,10 @@ type Deployer interface {
 // Builder is what a push needs from the builder: source in, image out.
 type Builder interface {
 	// Build builds the source in dir for app, streaming its steps to out,
-	// and returns the image reference and the process table.
-	Build(ctx context.Context, app, dir string, out io.Writer) (image string, processes map[string]string, err error)
+	// stores the image under tag (one per commit, so every release keeps
+	// its own image for rollbacks) and returns the image reference and the
+	// process table.
+	Build(ctx context.Context, app, dir, tag string, out io.Writer) (image string, processes map[string]string, err error)
 }
 
 // Extension adds commands owned by another subsystem (images:*, base:*,
@@ -612,7 +615,11 @@ func (c *Commands) releasesInfo(inv *Invocation) error {
 	}
 	sort.Strings(types)
 	for _, t := range types {
-		fmt.Fprintf(tw, "Process %s:\t%s\n", t, r.Processes[t])
+		cmd := r.Processes[t]
+		if cmd == platform.ImageCommand {
+			cmd = "(the image's ENTRYPOINT and CMD)"
+		}
+		fmt.Fprintf(tw, "Process %s:\t%s\n", t, cmd)
 	}
 	return tw.Flush()
 }

@@ -141,7 +141,7 @@ func (c *Commands) domainsAdd(inv *Invocation) error {
 		return err
 	}
 	fmt.Fprintf(inv.env.Stdout, "-----> Added %s to %s\n", host, inv.Args[0])
-	return c.deploy.Converge(inv.ctx, inv.Args[0], io.Discard)
+	return c.deploy.RefreshRoutes(inv.ctx)
 }
 
 func (c *Commands) domainsRemove(inv *Invocation) error {
@@ -149,7 +149,7 @@ func (c *Commands) domainsRemove(inv *Invocation) error {
 		return err
 	}
 	fmt.Fprintf(inv.env.Stdout, "-----> Removed %s from %s\n", inv.Args[1], inv.Args[0])
-	return c.deploy.Converge(inv.ctx, inv.Args[0], io.Discard)
+	return c.deploy.RefreshRoutes(inv.ctx)
 }
 
 func (c *Commands) domainsList(inv *Invocation) error {

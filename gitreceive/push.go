@@ -100,15 +100,7 @@ func (c *Commands) preReceive(ctx context.Context, p *push, quarantine string, u
 	if deployUp == nil {
 		return nil
 	}
-	unlock, ok := c.locks.tryLock(a.Name)
-	if !ok {
-		fmt.Fprintf(out, "-----> Another deploy of %s is running; waiting for it to finish...\n", a.Name)
-		unlock, err = c.locks.lockCtx(ctx, a.Name)
-		if err != nil {
-			return err
-		}
-	}
-	defer unlock()
+	// The push already holds the app's lock (see Server.handleGit).
 	return c.deployCommit(ctx, p, a, quarantine, deployUp.new, out)
 }
 
@@ -163,7 +155,7 @@ func (c *Commands) deployCommit(ctx context.Context, p *push, a platform.App, qu
 	fmt.Fprintf(out, "-----> Checked out %s (%.2fs)\n", shortSHA(sha), time.Since(t).Seconds())
 
 	t = time.Now()
-	image, procs, err := c.builder.Build(ctx, a.Name, dir, out)
+	image, procs, err := c.builder.Build(ctx, a.Name, dir, a.Name+":"+sha[:12], out)
 	if err != nil {
 		return fail("build", err)
 	}

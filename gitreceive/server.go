@@ -181,6 +181,20 @@ func (s *Server) handleGit(ctx context.Context, sess ssh.Session, actor Actor, a
 		fmt.Fprintln(stderr, " !", userMessage(err))
 		return 1
 	}
+	if receive {
+		// One push of an app at a time, from receive-pack's start to its
+		// ref update: a second push waits and then sees the first's refs,
+		// so it can never deploy a commit whose ref update then fails.
+		unlock, ok := s.cmds.locks.tryLock(app)
+		if !ok {
+			fmt.Fprintf(stderr, "-----> Another deploy of %s is running; waiting for it to finish...\n", app)
+			var err error
+			if unlock, err = s.cmds.locks.lockCtx(ctx, app); err != nil {
+				return 1
+			}
+		}
+		defer unlock()
+	}
 	dir, err := s.ensureRepo(ctx, app)
 	if err != nil {
 		s.logger.Error("prepare repository", "app", app, "err", err)

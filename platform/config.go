@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -96,6 +97,23 @@ func (s *Service) UnsetConfig(ctx context.Context, actor Actor, app string, keys
 	})
 }
 
+// baseRelease is the release a config change builds on: the one running
+// (deployed) when there is one, so that a newer release whose rollout failed
+// is not picked up by the next config change; else the newest.
+func baseRelease(ctx context.Context, q querier, a App) (Release, error) {
+	if a.DeployedRelease > 0 {
+		r, err := releaseByVersion(ctx, q, a, a.DeployedRelease)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Release{}, err
+		}
+	}
+	r, _, err := latestRelease(ctx, q, a)
+	return r, err
+}
+
 // changeConfig applies change under the app's lock and records a release
 // with the current image and the resulting config.
 func (s *Service) changeConfig(ctx context.Context, actor Actor, app, desc string, change func(context.Context, pgx.Tx, App) error) (Release, error) {
@@ -115,7 +133,7 @@ func (s *Service) changeConfig(ctx context.Context, actor Actor, app, desc strin
 		if err != nil {
 			return err
 		}
-		cur, _, err := latestRelease(ctx, tx, a)
+		cur, err := baseRelease(ctx, tx, a)
 		if err != nil {
 			return err
 		}

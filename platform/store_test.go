@@ -964,3 +964,27 @@ func TestCertsAndDeployBranch(t *testing.T) {
 	wantErr(t, e.svc.SetDeployBranch(ctx, e.alice, "shop", "../etc"), platform.ErrInvalid, "branch")
 	wantErr(t, e.svc.SetDeployBranch(ctx, e.bob, "shop", "main"), platform.ErrNotFound)
 }
+
+// TestConfigChangeBuildsOnDeployedRelease: a release whose rollout failed
+// (newer than the deployed one) is not what the next config change runs.
+func TestConfigChangeBuildsOnDeployedRelease(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	mustApp(t, e, e.alice, "shop")
+	for _, img := range []string{"good", "broken"} {
+		if _, err := e.svc.CreateRelease(ctx, e.alice, "shop", platform.ReleaseSpec{Image: img, Processes: map[string]string{"web": "run"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.SetDeployedRelease(ctx, "shop", 1); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := e.svc.SetConfig(ctx, e.alice, "shop", map[string]string{"A": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Version != 3 || rel.Image != "good" {
+		t.Errorf("config change made v%d on image %q, want v3 on the deployed image \"good\"", rel.Version, rel.Image)
+	}
+}

@@ -4,33 +4,134 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/berthhq/berth/builder"
 	"github.com/berthhq/berth/gitreceive"
+	"github.com/berthhq/berth/platform"
 )
 
 // builderAdapter gives gitreceive the one build call it needs.
 type builderAdapter struct{ b *builder.Builder }
 
-func (a builderAdapter) Build(ctx context.Context, app, dir string, out io.Writer) (string, map[string]string, error) {
-	res, err := a.b.Build(ctx, builder.BuildRequest{App: app, ContextDir: dir, Output: out})
+func (a builderAdapter) Build(ctx context.Context, app, dir, tag string, out io.Writer) (string, map[string]string, error) {
+	res, err := a.b.Build(ctx, builder.BuildRequest{App: app, ContextDir: dir, Tag: tag, Output: out})
 	if err != nil {
 		return "", nil, err
 	}
-	return res.Image.Ref, res.Image.Processes, nil
+	procs := res.Image.Processes
+	if len(procs) == 0 {
+		// No Procfile: web runs the image's own ENTRYPOINT and CMD.
+		procs = map[string]string{"web": platform.ImageCommand}
+	}
+	return res.Image.Ref, procs, nil
 }
 
+// extensions are the commands of the image store (admin only: images are
+// shared by every app on the host).
 func (d *daemon) extensions() []gitreceive.Extension {
 	return []gitreceive.Extension{
-		{Name: "images:list", Summary: "list images (admin)", Admin: true, Run: func(ctx context.Context, _ gitreceive.Actor, _ []string, env *gitreceive.Env) error {
-			imgs, err := d.store.Images()
-			if err != nil {
-				return err
-			}
-			for _, img := range imgs {
-				fmt.Fprintf(env.Stdout, "%s\t%d layers\n", img.Ref, len(img.Layers))
-			}
-			return nil
-		}},
+		{Name: "base:create", Usage: "busybox|debian", Summary: "create a base image: busybox (from busybox-static) or debian (debootstrap from the host's apt sources)",
+			MinArgs: 1, MaxArgs: 1, Admin: true, Run: d.baseCreate},
+		{Name: "images:list", Summary: "list images with their layer counts and sizes", Admin: true, Run: d.imagesList},
+		{Name: "images:inspect", Usage: "IMAGE", Summary: "show an image's config and the instruction behind each layer", MinArgs: 1, MaxArgs: 1, Admin: true, Run: d.imagesInspect},
+		{Name: "images:rm", Usage: "IMAGE", Summary: "remove an image (its layers go at the next images:prune)", MinArgs: 1, MaxArgs: 1, Admin: true, Run: d.imagesRemove},
+		{Name: "images:prune", Summary: "delete layers no image or build cache uses", Admin: true, Run: d.imagesPrune},
+		{Name: "info", Summary: "show how this host runs containers: user namespaces, cgroups, quota driver", Run: d.info},
 	}
+}
+
+func (d *daemon) baseCreate(ctx context.Context, _ gitreceive.Actor, args []string, env *gitreceive.Env) error {
+	switch args[0] {
+	case "busybox":
+		img, err := d.store.CreateBusyboxBase(ctx, "", "", env.Stdout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "-----> %s ready (%d layer)\n", img.Ref, len(img.Layers))
+	case "debian":
+		img, err := d.store.CreateDebianBase(ctx, builder.DebianOptions{Output: env.Stdout})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "-----> %s ready (%d layers)\n", img.Ref, len(img.Layers))
+	default:
+		return &platform.InvalidError{Field: "base image", Value: args[0], Reason: "choose busybox or debian"}
+	}
+	return nil
+}
+
+func (d *daemon) imagesList(_ context.Context, _ gitreceive.Actor, _ []string, env *gitreceive.Env) error {
+	imgs, err := d.store.Images()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tLAYERS\tSIZE\tCREATED")
+	for _, img := range imgs {
+		var size int64
+		for _, l := range img.Layers {
+			if info, err := d.store.LayerInfo(l); err == nil {
+				size += info.Size
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", img.Ref, len(img.Layers), platform.FormatSize(size), img.Created.UTC().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+func (d *daemon) imagesInspect(_ context.Context, _ gitreceive.Actor, args []string, env *gitreceive.Env) error {
+	img, err := d.store.Image(args[0])
+	if err != nil {
+		return err
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "=====> %s (%s)\n", img.Ref, img.ID)
+	c := img.Config
+	fmt.Fprintf(w, "Entrypoint: %q\nCmd: %q\nWorkingDir: %s\nUser: %s\nEnv: %q\n", c.Entrypoint, c.Cmd, c.WorkingDir, c.User, c.Env)
+	ports := make([]string, 0, len(c.ExposedPorts))
+	for p := range c.ExposedPorts {
+		ports = append(ports, p)
+	}
+	fmt.Fprintf(w, "ExposedPorts: %s\n", strings.Join(ports, " "))
+	for t, cmd := range img.Processes {
+		fmt.Fprintf(w, "Process %s: %s\n", t, cmd)
+	}
+	fmt.Fprintln(w, "=====> History")
+	for _, h := range img.History {
+		fmt.Fprintf(w, "%s\n", h.CreatedBy)
+	}
+	return nil
+}
+
+func (d *daemon) imagesRemove(_ context.Context, _ gitreceive.Actor, args []string, env *gitreceive.Env) error {
+	if err := d.store.RemoveImage(args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "-----> removed %s\n", args[0])
+	return nil
+}
+
+func (d *daemon) imagesPrune(_ context.Context, _ gitreceive.Actor, _ []string, env *gitreceive.Env) error {
+	rep, err := d.store.Prune(true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "-----> removed %d layers (%s) and %d cache entries\n", len(rep.Layers), platform.FormatSize(rep.Bytes), rep.CacheEntries)
+	return nil
+}
+
+func (d *daemon) info(_ context.Context, _ gitreceive.Actor, _ []string, env *gitreceive.Env) error {
+	w := env.Stdout
+	fmt.Fprintf(w, "=====> berth %s\n", version)
+	fmt.Fprintf(w, "Data directory:   %s\n", d.cfg.DataDir)
+	fmt.Fprintf(w, "Database:         %s\n", d.db.where)
+	fmt.Fprintf(w, "Domain:           %s\n", d.cfg.Domain)
+	if d.engine.UserNamespaces() {
+		fmt.Fprintln(w, "User namespaces:  yes (shared layers through idmapped mounts)")
+	} else {
+		fmt.Fprintln(w, "User namespaces:  no: this kernel cannot idmap the layers' filesystem; containers share the host's UIDs")
+	}
+	return nil
 }

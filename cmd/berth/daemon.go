@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/builder"
+	"github.com/berthhq/berth/deploy"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/gitreceive"
 	"github.com/berthhq/berth/internal/control"
@@ -29,6 +30,7 @@ type daemon struct {
 	store   *builder.Store
 	builder *builder.Builder
 	router  *router.Router
+	deploy  *deploy.Deployer
 	cmds    *gitreceive.Commands
 	ssh     *gitreceive.Server
 	control *control.Server
@@ -76,11 +78,18 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 		return nil, fmt.Errorf("start router: %w", err)
 	}
 
+	d.deploy, err = deploy.New(deploy.Config{DataDir: cfg.DataDir, Domain: cfg.Domain, Logger: logger}, deploy.Deps{
+		Platform: d.svc, Engine: d.engine, Images: deploy.NewBuilderImages(d.store), Router: d.router,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start deployer: %w", err)
+	}
+
 	gcfg := gitreceive.Config{
 		Addr: cfg.SSHAddr, DataDir: cfg.DataDir, Socket: cfg.Socket, Executable: exe,
 		Domain: cfg.Domain, Version: version,
 	}
-	d.cmds = gitreceive.NewCommands(gcfg, d.svc, nil, builderAdapter{b: d.builder}, logger, d.extensions()...)
+	d.cmds = gitreceive.NewCommands(gcfg, d.svc, d.deploy, builderAdapter{b: d.builder}, logger, d.extensions()...)
 	if d.ssh, err = gitreceive.NewServer(gcfg, d.cmds, logger); err != nil {
 		return nil, err
 	}
@@ -122,6 +131,11 @@ func (d *daemon) run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Reconcile before taking requests: re-adopt running containers, start
+	// what is missing and rebuild the routing table.
+	if err := d.deploy.Start(ctx); err != nil {
+		return fmt.Errorf("reconcile apps: %w", err)
+	}
 	serve("control socket", d.control.Serve)
 	serve("ssh", d.ssh.Serve)
 	serve("router", d.router.Serve)
@@ -150,6 +164,11 @@ func (d *daemon) close() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if d.deploy != nil {
+			if err := d.deploy.Close(); err != nil {
+				d.logger.Warn("stop deployer", "err", err)
+			}
+		}
 		if d.db != nil {
 			d.db.close()
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,10 @@ func TestMain(m *testing.M) {
 // directory and socket it uses.
 type testDaemon struct {
 	t       *testing.T
+	dir     string
+	sshPort string
+	// httpPort is the router's port.
+	httpPort string
 	bin     string
 	dataDir string
 	socket  string
@@ -52,13 +57,15 @@ func newTestDaemon(t *testing.T, extraEnv ...string) *testDaemon {
 	}
 	os.Chmod(dir, 0o711)
 	sfx := testenv.Suffix()
-	d := &testDaemon{t: t, bin: bin, dataDir: filepath.Join(dir, "data"), socket: filepath.Join(dir, "berth.sock")}
+	d := &testDaemon{t: t, bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), socket: filepath.Join(dir, "berth.sock"),
+		sshPort: freePort(t), httpPort: freePort(t)}
 	d.env = append(os.Environ(),
 		"BERTH_CONFIG="+filepath.Join(dir, "none.toml"),
 		"BERTH_DATA_DIR="+d.dataDir,
 		"BERTH_SOCKET="+d.socket,
-		"BERTH_SSH_ADDR=127.0.0.1:0",
-		"BERTH_HTTP_ADDR=127.0.0.1:0",
+		"BERTH_SSH_ADDR=127.0.0.1:"+d.sshPort,
+		"BERTH_HTTP_ADDR=127.0.0.1:"+d.httpPort,
+		"BERTH_DOMAIN=berth.test",
 		"BERTH_HTTPS_ADDR=127.0.0.1:0",
 		"BERTH_WEB_ADDR=127.0.0.1:0",
 		"BERTH_BRIDGE_NAME=bt"+sfx,
@@ -165,6 +172,18 @@ func postgresProcesses(dir string) []string {
 		}
 	}
 	return found
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
 }
 
 func testKey(t *testing.T) []byte {

@@ -45,6 +45,11 @@ func openDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (*databa
 		db.close()
 		return nil, fmt.Errorf("parse database URL %s: %w", db.where, err)
 	}
+	// Each rollout holds one connection for its app lock; leave room for
+	// several at once plus the front doors' queries.
+	if pcfg.MaxConns < 32 {
+		pcfg.MaxConns = 32
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		db.close()
