@@ -614,3 +614,51 @@ func TestSlowBackendKeepsClient(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelining(t *testing.T) {
+	be := startBackend(t, "echo", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, body)
+	}))
+	rt := newRouter(t, Config{})
+	rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+	addr := serveRouter(t, rt)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// Three requests in one write, one with a body, then a HEAD.
+	io.WriteString(conn, "GET /1 HTTP/1.1\r\nHost: app.test\r\n\r\n"+
+		"POST /2 HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello"+
+		"HEAD /3 HTTP/1.1\r\nHost: app.test\r\n\r\n"+
+		"GET /4 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(conn)
+	tests := []struct {
+		name   string
+		method string
+		want   string
+	}{
+		{name: "get", method: "GET", want: "GET /1 "},
+		{name: "post with body", method: "POST", want: "POST /2 hello"},
+		{name: "head", method: "HEAD", want: ""},
+		{name: "get closing", method: "GET", want: "GET /4 "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.ReadResponse(br, &http.Request{Method: tc.method})
+			if err != nil {
+				t.Fatalf("read response: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != tc.want {
+				t.Fatalf("got %q, want %q", body, tc.want)
+			}
+		})
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection not closed after Connection: close (%v)", err)
+	}
+}
