@@ -511,3 +511,33 @@ func TestContextFilesAreNotFollowedOutside(t *testing.T) {
 		})
 	}
 }
+
+func TestRunWritesOnlyItsLayer(t *testing.T) {
+	te := newTestEnv(t)
+	base := te.busybox(t)
+	baseDir := te.store.LayerDir(base.Layers[0])
+	passwd, err := os.ReadFile(filepath.Join(baseDir, "etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.TempDir()
+	writeFiles(t, ctx, map[string]string{"Dockerfile": "FROM busybox\nRUN echo intruder:x:0:0::/:/bin/sh >> /etc/passwd && rm /bin/ls\n"})
+	res, out, err := te.build(t, BuildRequest{App: "w", ContextDir: ctx})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(baseDir, "etc/passwd")); !bytes.Equal(got, passwd) {
+		t.Fatal("RUN changed the shared base layer")
+	}
+	if _, err := os.Lstat(filepath.Join(baseDir, "bin/ls")); err != nil {
+		t.Fatalf("RUN deleted from the shared base layer: %v", err)
+	}
+	top := te.store.LayerDir(res.Image.Layers[1])
+	if got, _ := os.ReadFile(filepath.Join(top, "etc/passwd")); !strings.Contains(string(got), "intruder") {
+		t.Fatal("the step's change is not in its own layer")
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(top, "bin/ls"), &st); err != nil || !isWhiteout(&st) {
+		t.Fatalf("bin/ls deletion is not a whiteout in the step's layer: %v", err)
+	}
+}
