@@ -58,7 +58,8 @@ type Process struct {
 
 // Limits are the resource limits of a container.
 type Limits struct {
-	// MemoryBytes caps memory use; past it the kernel OOM-kills the container.
+	// MemoryBytes caps memory use, the init's few MiB included; past it the
+	// kernel OOM-kills a process of the container. At least 16 MiB.
 	MemoryBytes int64 `json:"memoryBytes,omitempty"`
 	// CPUShares is the relative CPU weight (cgroup v1 shares, 2..262144).
 	CPUShares int64 `json:"cpuShares,omitempty"`
@@ -199,8 +200,8 @@ func (l *Limits) validate() error {
 	switch {
 	case l.MemoryBytes < 0:
 		return invalid("Limits.MemoryBytes", "%d is negative", l.MemoryBytes)
-	case l.MemoryBytes > 0 && l.MemoryBytes < 4<<20:
-		return invalid("Limits.MemoryBytes", "%d is below the 4 MiB minimum", l.MemoryBytes)
+	case l.MemoryBytes > 0 && l.MemoryBytes < 16<<20:
+		return invalid("Limits.MemoryBytes", "%d is below the 16 MiB minimum (the container's init alone uses about 8 MiB)", l.MemoryBytes)
 	case l.CPUShares < 0:
 		return invalid("Limits.CPUShares", "%d is negative", l.CPUShares)
 	case l.CPUShares > 262144:

@@ -94,7 +94,7 @@ func benchBerth(root, rootfs, bridge, subnet string, mode engine.NetworkMode, n 
 		IDMap:   engine.IDMap{HostUID: 400000, HostGID: 400000},
 		Network: engine.Network{Mode: mode},
 	}
-	var start, full, overlay, veth, cgroup, spawn, initT samples
+	var start, full, overlay, veth, cgroup, spawn, initT, waitT, delT samples
 	for i := 0; i < n+3; i++ { // the first three warm up
 		t0 := time.Now()
 		id, err := e.Create(ctx, spec)
@@ -107,6 +107,7 @@ func benchBerth(root, rootfs, bridge, subnet string, mode engine.NetworkMode, n 
 			return err
 		}
 		tStart := time.Since(t0)
+		tw := time.Now()
 		st, err := e.Wait(ctx, id)
 		if err != nil {
 			return err
@@ -114,9 +115,12 @@ func benchBerth(root, rootfs, bridge, subnet string, mode engine.NetworkMode, n 
 		if st.Code != 0 {
 			return fmt.Errorf("container %s: %s", id, st)
 		}
+		tWait := time.Since(tw)
+		td := time.Now()
 		if err := e.Delete(ctx, id); err != nil {
 			return err
 		}
+		tDel := time.Since(td)
 		if i < 3 {
 			continue
 		}
@@ -127,9 +131,11 @@ func benchBerth(root, rootfs, bridge, subnet string, mode engine.NetworkMode, n 
 		cgroup = append(cgroup, tm.Cgroup)
 		spawn = append(spawn, tm.Spawn)
 		initT = append(initT, tm.Init)
+		waitT = append(waitT, tWait)
+		delT = append(delT, tDel)
 	}
-	fmt.Printf("berth-%s n=%d start_ms=%.2f full_ms=%.2f start_mean_ms=%.2f full_mean_ms=%.2f overlay_ms=%.2f veth_ms=%.2f cgroup_ms=%.2f spawn_ms=%.2f init_ms=%.2f userns=%v\n",
-		mode, n, start.median(), full.median(), start.mean(), full.mean(), overlay.median(), veth.median(), cgroup.median(), spawn.median(), initT.median(), e.UserNamespaces())
+	fmt.Printf("berth-%s n=%d start_ms=%.2f full_ms=%.2f start_mean_ms=%.2f full_mean_ms=%.2f overlay_ms=%.2f veth_ms=%.2f cgroup_ms=%.2f spawn_ms=%.2f init_ms=%.2f wait_ms=%.2f delete_ms=%.2f userns=%v\n",
+		mode, n, start.median(), full.median(), start.mean(), full.mean(), overlay.median(), veth.median(), cgroup.median(), spawn.median(), initT.median(), waitT.median(), delT.median(), e.UserNamespaces())
 	return nil
 }
 
