@@ -17,6 +17,7 @@ import (
 	"github.com/berthhq/berth/internal/control"
 	"github.com/berthhq/berth/platform"
 	"github.com/berthhq/berth/router"
+	"github.com/berthhq/berth/web"
 )
 
 // daemon holds berth's subsystems, built once in newDaemon and passed
@@ -34,6 +35,7 @@ type daemon struct {
 	cmds    *gitreceive.Commands
 	ssh     *gitreceive.Server
 	control *control.Server
+	web     *web.Server
 }
 
 func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon, err error) {
@@ -93,6 +95,11 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 	if d.ssh, err = gitreceive.NewServer(gcfg, d.cmds, logger); err != nil {
 		return nil, err
 	}
+	d.web, err = web.New(web.Config{Addr: cfg.WebAddr, Domain: cfg.Domain, Version: version},
+		web.Deps{Platform: d.svc, Deployer: d.deploy}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start dashboard: %w", err)
+	}
 	if d.control, err = control.Listen(cfg.Socket, d.handleLocal, logger); err != nil {
 		return nil, err
 	}
@@ -139,6 +146,7 @@ func (d *daemon) run(ctx context.Context) error {
 	serve("control socket", d.control.Serve)
 	serve("ssh", d.ssh.Serve)
 	serve("router", d.router.Serve)
+	serve("web", d.web.Serve)
 	if d.db.cluster != nil {
 		go func() {
 			select {

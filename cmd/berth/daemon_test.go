@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,8 +34,9 @@ type testDaemon struct {
 	t       *testing.T
 	dir     string
 	sshPort string
-	// httpPort is the router's port.
+	// httpPort is the router's port, webPort the dashboard's.
 	httpPort string
+	webPort  string
 	bin     string
 	dataDir string
 	socket  string
@@ -58,7 +60,7 @@ func newTestDaemon(t *testing.T, extraEnv ...string) *testDaemon {
 	os.Chmod(dir, 0o711)
 	sfx := testenv.Suffix()
 	d := &testDaemon{t: t, bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), socket: filepath.Join(dir, "berth.sock"),
-		sshPort: freePort(t), httpPort: freePort(t)}
+		sshPort: freePort(t), httpPort: freePort(t), webPort: freePort(t)}
 	d.env = append(os.Environ(),
 		"BERTH_CONFIG="+filepath.Join(dir, "none.toml"),
 		"BERTH_DATA_DIR="+d.dataDir,
@@ -67,7 +69,7 @@ func newTestDaemon(t *testing.T, extraEnv ...string) *testDaemon {
 		"BERTH_HTTP_ADDR=127.0.0.1:"+d.httpPort,
 		"BERTH_DOMAIN=berth.test",
 		"BERTH_HTTPS_ADDR=127.0.0.1:0",
-		"BERTH_WEB_ADDR=127.0.0.1:0",
+		"BERTH_WEB_ADDR=127.0.0.1:"+d.webPort,
 		"BERTH_BRIDGE_NAME=bt"+sfx,
 		fmt.Sprintf("BERTH_BRIDGE_SUBNET=10.%d.%d.0/24", 150+int(sfx[0])%50, int(sfx[1])*7%250),
 		"BERTH_DATABASE_URL=",
@@ -207,6 +209,17 @@ func TestEmbeddedPostgresLifecycle(t *testing.T) {
 	d.start()
 	d.mustRun(nil, "users:add", "alice", "--admin")
 	d.mustRun(testKey(t), "keys:add", "alice", "laptop")
+	d.mustRun([]byte("correct horse battery\n"), "users:passwd", "alice")
+
+	// The dashboard answers on its port and signs the user in.
+	resp, err := http.Get("http://127.0.0.1:" + d.webPort + "/login")
+	if err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /login = %d", resp.StatusCode)
+	}
 	d.mustRun(nil, "apps:create", "myapp")
 	out := d.mustRun(nil, "config:set", "myapp", "GREETING=hello", "OTHER=x")
 	if !strings.Contains(out, "v1") {

@@ -28,14 +28,21 @@ type pusher struct {
 	repo string
 }
 
+// newPusher makes an admin user with a fresh key and a git working copy.
 func newPusher(t *testing.T, d *testDaemon, user string) *pusher {
+	t.Helper()
+	d.mustRun(nil, "users:add", user, "--admin")
+	return newPusherFor(t, d, user)
+}
+
+// newPusherFor gives an existing user a fresh key and a git working copy.
+func newPusherFor(t *testing.T, d *testDaemon, user string) *pusher {
 	t.Helper()
 	testenv.RequireCommands(t, "ssh", "ssh-keygen", "ssh-keyscan", "git")
 	dir := t.TempDir()
 	p := &pusher{t: t, d: d, key: filepath.Join(dir, "id"), kh: filepath.Join(dir, "known_hosts"), repo: filepath.Join(dir, "app")}
 	runCmd(t, "", "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", user, "-f", p.key)
 	pub, _ := os.ReadFile(p.key + ".pub")
-	d.mustRun(nil, "users:add", user, "--admin")
 	d.mustRun(pub, "keys:add", user)
 	scan := runCmd(t, "", "ssh-keyscan", "-t", "ed25519", "-p", d.sshPort, "127.0.0.1")
 	if err := os.WriteFile(p.kh, []byte(scan), 0o600); err != nil {

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ssh runs `ssh berth@127.0.0.1 ARGS…` as the pusher's user.
+func (p *pusher) ssh(stdin string, args ...string) (string, string, int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := p.sshCmd(ctx, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatalf("ssh: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (p *pusher) sshCmd(ctx context.Context, args ...string) *exec.Cmd {
+	full := append(strings.Fields(p.sshCommand())[1:], "-p", p.d.sshPort, "berth@127.0.0.1")
+	return exec.CommandContext(ctx, "ssh", append(full, args...)...)
+}
+
+func (p *pusher) mustSSH(args ...string) string {
+	p.t.Helper()
+	out, errs, code := p.ssh("", args...)
+	if code != 0 {
+		p.t.Fatalf("ssh %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+const greeter = `FROM busybox
+COPY index.html /www/index.html
+CMD echo "boot $DYNO"; echo "$GREETING" > /www/greeting.txt; exec busybox httpd -f -v -p $PORT -h /www
+`
+
+// TestSSHCommandsOnADeployedApp runs the command set over ssh against a
+// real deployed app: config, scale, logs, run, restart/stop/start, domains,
+// releases and destroy, and the permission rules of another user.
+func TestSSHCommandsOnADeployedApp(t *testing.T) {
+	d := newTestDaemon(t)
+	d.start()
+	d.mustRun(nil, "base:create", "busybox")
+	p := newPusher(t, d, "alice")
+	host := "myapp.berth.test"
+	p.commit("v1", map[string]string{"Dockerfile": greeter, "index.html": "hi\n"})
+	p.git("push", "berth", "main")
+
+	if out := p.mustSSH("config:set", "myapp", "GREETING='hello world'"); !strings.Contains(out, "v2") {
+		t.Errorf("config:set: %q", out)
+	}
+	if body := d.mustGet(host, "/greeting.txt"); body != "hello world\n" {
+		t.Errorf("after config:set the app sees GREETING=%q", body)
+	}
+	if out := p.mustSSH("config:get", "myapp", "GREETING"); out != "hello world\n" {
+		t.Errorf("config:get = %q", out)
+	}
+
+	p.mustSSH("ps:scale", "myapp", "web=2")
+	report := p.mustSSH("ps:report", "myapp")
+	if !strings.Contains(report, "web.1") || !strings.Contains(report, "web.2") {
+		t.Errorf("ps:report after scale:\n%s", report)
+	}
+
+	if out := p.mustSSH("logs", "myapp", "-n", "50"); !strings.Contains(out, "boot web.2") {
+		t.Errorf("logs lack web.2's boot line:\n%s", out)
+	}
+	// logs -t follows across a restart of the instances.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	follow := p.sshCmd(ctx, "logs", "myapp", "-t", "-n", "0")
+	stdout, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(time.Second)
+	p.mustSSH("ps:restart", "myapp")
+	seen := false
+	for !seen {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("logs -t ended")
+			}
+			seen = strings.Contains(l, "boot web.1")
+		case <-time.After(60 * time.Second):
+			t.Fatal("logs -t did not show the restarted instance's line")
+		}
+	}
+	cancel()
+	follow.Wait()
+
+	if out := p.mustSSH("run", "myapp", "sh", "-c", "'echo one-off $GREETING'"); !strings.Contains(out, "one-off hello world") {
+		t.Errorf("run: %q", out)
+	}
+	if out, _, code := p.ssh("", "run", "myapp", "sh", "-c", "'exit 7'"); code != 7 {
+		t.Errorf("run exit status = %d (%q), want 7", code, out)
+	}
+	// With a terminal: ssh -tt gives the one-off a TTY.
+	ttyCtx, ttyCancel := context.WithTimeout(context.Background(), time.Minute)
+	defer ttyCancel()
+	ttyCmd := exec.CommandContext(ttyCtx, "ssh", append(append(strings.Fields(p.sshCommand())[1:], "-tt", "-p", d.sshPort, "berth@127.0.0.1"), "run", "myapp", "tty")...)
+	ttyOut, _ := ttyCmd.CombinedOutput()
+	if !strings.Contains(string(ttyOut), "/dev/pts/") {
+		t.Errorf("run with -tt: tty printed %q", ttyOut)
+	}
+
+	p.mustSSH("ps:stop", "myapp")
+	if code, _, _ := d.get(host, "/"); code != 503 {
+		t.Errorf("stopped app answers %d, want 503", code)
+	}
+	p.mustSSH("ps:start", "myapp")
+	if body := d.mustGet(host, "/"); body != "hi\n" {
+		t.Errorf("started app serves %q", body)
+	}
+	p.mustSSH("ps:scale", "myapp", "web=0")
+	if code, _, _ := d.get(host, "/"); code != 503 {
+		t.Errorf("app at web=0 answers %d, want 503", code)
+	}
+	p.mustSSH("ps:scale", "myapp", "web=1")
+
+	p.mustSSH("domains:add", "myapp", "www.example.test")
+	if body := d.mustGet("www.example.test", "/"); body != "hi\n" {
+		t.Errorf("custom domain serves %q", body)
+	}
+	if out := p.mustSSH("domains:list", "myapp"); !strings.Contains(out, "www.example.test") {
+		t.Errorf("domains:list: %q", out)
+	}
+	p.mustSSH("domains:remove", "myapp", "www.example.test")
+	if code, _, _ := d.get("www.example.test", "/"); code != 404 {
+		t.Errorf("removed domain answers %d, want 404", code)
+	}
+	if code, _, _ := d.get("nope.berth.test", "/"); code != 404 {
+		t.Errorf("unknown host answers %d, want 404", code)
+	}
+
+	// Another member may neither see nor push to alice's app.
+	d.mustRun(nil, "users:add", "bob")
+	b := newPusherFor(t, d, "bob")
+	if _, errs, code := b.ssh("", "apps:info", "myapp"); code == 0 || !strings.Contains(errs, "not found") {
+		t.Errorf("bob's apps:info: exit %d %q", code, errs)
+	}
+	b.commit("bob", map[string]string{"Dockerfile": greeter, "index.html": "bob\n"})
+	if out, err := b.gitErr("push", "berth", "main"); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("bob's push to alice's app: %v\n%s", err, out)
+	}
+	if body := d.mustGet(host, "/"); body != "hi\n" {
+		t.Errorf("after bob's refused push the app serves %q", body)
+	}
+
+	// destroy asks for the name.
+	if _, errs, code := p.ssh("wrong\n", "apps:destroy", "myapp"); code == 0 || !strings.Contains(errs, "did not match") {
+		t.Errorf("destroy with the wrong name: exit %d %q", code, errs)
+	}
+	if out, errs, code := p.ssh("myapp\n", "apps:destroy", "myapp"); code != 0 {
+		t.Fatalf("destroy: exit %d %q %q", code, out, errs)
+	}
+	if code, _, _ := d.get(host, "/"); code != 404 {
+		t.Errorf("destroyed app answers %d, want 404", code)
+	}
+}
