@@ -137,7 +137,7 @@ func runInit() {
 	b, _ := json.Marshal(initReply{Pid: pid})
 	_, _ = sync.Write(b)
 	sync.Close()
-	go prewarmThreads(4)
+	go prewarmThreads(2)
 	go in.serveExec(os.NewFile(fdCtl, "ctl"))
 	in.loop(pid, sigs)
 }

@@ -212,6 +212,8 @@ func (l *Limits) validate() error {
 		return invalid("Limits.CPUPeriod", "%s is outside 1ms..1s", l.CPUPeriod)
 	case l.Pids < 0:
 		return invalid("Limits.Pids", "%d is negative", l.Pids)
+	case l.Pids > 0 && l.Pids < 16:
+		return invalid("Limits.Pids", "%d is below 16 (the container's init alone runs about 10 threads)", l.Pids)
 	case l.DiskBytes < 0:
 		return invalid("Limits.DiskBytes", "%d is negative", l.DiskBytes)
 	case l.NetworkBitsPerSec < 0:

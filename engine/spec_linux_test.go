@@ -24,6 +24,7 @@ func TestInvalidSpecs(t *testing.T) {
 		{name: "negative memory", edit: func(s *Spec) { s.Limits.MemoryBytes = -1 }, field: "Limits.MemoryBytes"},
 		{name: "tiny memory", edit: func(s *Spec) { s.Limits.MemoryBytes = 1000 }, field: "Limits.MemoryBytes"},
 		{name: "negative pids", edit: func(s *Spec) { s.Limits.Pids = -5 }, field: "Limits.Pids"},
+		{name: "pids too low for the init", edit: func(s *Spec) { s.Limits.Pids = 3 }, field: "Limits.Pids"},
 		{name: "negative cpu quota", edit: func(s *Spec) { s.Limits.CPUQuota = -0.5 }, field: "Limits.CPUQuota"},
 		{name: "negative shares", edit: func(s *Spec) { s.Limits.CPUShares = -2 }, field: "Limits.CPUShares"},
 		{name: "bad cpuset", edit: func(s *Spec) { s.Limits.Cpuset = "0-x" }, field: "Limits.Cpuset"},
