@@ -38,6 +38,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 go build -o "$work/enginebench" ./bench/engine
 
