@@ -2,6 +2,7 @@ package gitreceive
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -189,4 +190,71 @@ func (c *Commands) authorizeGit(ctx context.Context, actor Actor, app string, re
 	}
 	fmt.Fprintf(out, "-----> Created app %s\n", a.Name)
 	return nil
+}
+
+// maxPEMBytes bounds a certificate chain plus key read from stdin.
+const maxPEMBytes = 256 << 10
+
+func (c *Commands) certsAdd(inv *Invocation) error {
+	b, err := io.ReadAll(io.LimitReader(inv.env.Stdin, maxPEMBytes+1))
+	if err != nil {
+		return fmt.Errorf("read the certificate from stdin: %w", err)
+	}
+	if len(b) > maxPEMBytes {
+		return &platform.InvalidError{Field: "certificate", Reason: "more than 256 KiB on stdin"}
+	}
+	certPEM, keyPEM := splitPEM(b)
+	if certPEM == "" || keyPEM == "" {
+		return &platform.InvalidError{Field: "certificate", Reason: "give the certificate chain and its private key, PEM, on stdin: cat cert.pem key.pem | certs:add APP HOST"}
+	}
+	crt, err := c.svc.SetCert(inv.ctx, inv.actor, inv.Args[0], inv.Args[1], certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(inv.env.Stdout, "-----> %s now serves TLS with the uploaded certificate (valid until %s)\n", crt.Hostname, crt.NotAfter.UTC().Format("2006-01-02"))
+	return c.deploy.RefreshRoutes(inv.ctx)
+}
+
+// splitPEM separates private key blocks from certificate blocks.
+func splitPEM(b []byte) (certs, key string) {
+	var cb, kb strings.Builder
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if strings.Contains(block.Type, "PRIVATE KEY") {
+			kb.Write(pem.EncodeToMemory(block))
+		} else {
+			cb.Write(pem.EncodeToMemory(block))
+		}
+	}
+	return cb.String(), kb.String()
+}
+
+func (c *Commands) certsRemove(inv *Invocation) error {
+	if err := c.svc.RemoveCert(inv.ctx, inv.actor, inv.Args[0], inv.Args[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(inv.env.Stdout, "-----> removed the certificate of %s\n", inv.Args[1])
+	return c.deploy.RefreshRoutes(inv.ctx)
+}
+
+func (c *Commands) certsList(inv *Invocation) error {
+	if _, err := c.svc.App(inv.ctx, inv.actor, inv.Args[0]); err != nil {
+		return err
+	}
+	all, err := c.svc.AllCerts(inv.ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(inv.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOSTNAME\tEXPIRES")
+	for _, crt := range all {
+		if crt.App == inv.Args[0] {
+			fmt.Fprintf(tw, "%s\t%s\n", crt.Hostname, crt.NotAfter.UTC().Format("2006-01-02"))
+		}
+	}
+	return tw.Flush()
 }

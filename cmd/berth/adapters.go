@@ -37,6 +37,10 @@ func (d *daemon) extensions() []gitreceive.Extension {
 		{Name: "images:list", Summary: "list images with their layer counts and sizes", Admin: true, Run: d.imagesList},
 		{Name: "images:inspect", Usage: "IMAGE", Summary: "show an image's config and the instruction behind each layer", MinArgs: 1, MaxArgs: 1, Admin: true, Run: d.imagesInspect},
 		{Name: "images:rm", Usage: "IMAGE", Summary: "remove an image (its layers go at the next images:prune)", MinArgs: 1, MaxArgs: 1, Admin: true, Run: d.imagesRemove},
+		{Name: "images:import", Usage: "PATH NAME:TAG", Summary: "import an OCI image layout (directory) or a `docker save` tarball from the host",
+			MinArgs: 2, MaxArgs: 2, Admin: true, Run: d.imagesImport},
+		{Name: "images:pull", Usage: "REGISTRY/NAME:TAG [NAME:TAG]", Summary: "pull an image from a registry",
+			MinArgs: 1, MaxArgs: 2, Admin: true, Run: d.imagesPull},
 		{Name: "images:prune", Summary: "delete layers no image or build cache uses", Admin: true, Run: d.imagesPrune},
 		{Name: "info", Summary: "show how this host runs containers: user namespaces, cgroups, quota driver", Run: d.info},
 	}
@@ -102,6 +106,28 @@ func (d *daemon) imagesInspect(_ context.Context, _ gitreceive.Actor, args []str
 	for _, h := range img.History {
 		fmt.Fprintf(w, "%s\n", h.CreatedBy)
 	}
+	return nil
+}
+
+func (d *daemon) imagesImport(ctx context.Context, _ gitreceive.Actor, args []string, env *gitreceive.Env) error {
+	img, err := d.store.Import(ctx, args[0], args[1], env.Stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "-----> imported %s (%d layers)\n", img.Ref, len(img.Layers))
+	return nil
+}
+
+func (d *daemon) imagesPull(ctx context.Context, _ gitreceive.Actor, args []string, env *gitreceive.Env) error {
+	opt := builder.PullOptions{}
+	if len(args) == 2 {
+		opt.Ref = args[1]
+	}
+	img, err := d.store.Pull(ctx, args[0], opt, env.Stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "-----> pulled %s (%d layers)\n", img.Ref, len(img.Layers))
 	return nil
 }
 
