@@ -21,7 +21,7 @@ type Config struct {
 	HealthTimeout time.Duration
 	// DrainDelay is the pause between taking instances out of the router
 	// and sending them SIGTERM, so requests already on their way finish;
-	// default 1s.
+	// default 1s, a negative value means none.
 	DrainDelay time.Duration
 	// RestartBackoff is the delay before the second restart of a crashing
 	// instance (the first is immediate); it doubles with every crash up to
@@ -44,6 +44,9 @@ type Config struct {
 	LogPollInterval time.Duration
 	// MaintenanceInterval is how often logs are rotated; default 30s.
 	MaintenanceInterval time.Duration
+	// StartConcurrency caps how many containers are created and started
+	// at once (health checks are not capped); default 8.
+	StartConcurrency int
 	// Logger receives the deployer's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -76,6 +79,10 @@ func (c *Config) setDefaults() error {
 	if c.LogAppBytes <= 0 {
 		c.LogAppBytes = 64 << 20
 	}
+	if c.StartConcurrency <= 0 {
+		c.StartConcurrency = 8
+	}
+
 	if c.BuildLogsKept <= 0 {
 		c.BuildLogsKept = 20
 	}

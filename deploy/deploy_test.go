@@ -20,7 +20,7 @@ import (
 )
 
 // waitFor polls cond every 50ms until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -49,7 +49,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func (e *env) report(t *testing.T, app string) map[string]Instance {
+func (e *env) report(t testing.TB, app string) map[string]Instance {
 	t.Helper()
 	rep, err := e.d.Instances(context.Background(), app)
 	if err != nil {
@@ -65,7 +65,7 @@ func (e *env) report(t *testing.T, app string) map[string]Instance {
 	return out
 }
 
-func (e *env) start(t *testing.T) {
+func (e *env) start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

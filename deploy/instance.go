@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -124,18 +125,26 @@ func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec)
 		},
 		LogPath: d.containerLogPath(s.app, dyno, logID),
 	}
+	tc := time.Now()
 	id, err := d.eng.Create(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", dyno, err)
 	}
+	dc := time.Since(tc)
 	in := &instance{
 		id: id, logID: logID, typ: s.typ, num: s.num, release: s.rel.Version, port: port,
 		env: env, uid: s.img.UID, gid: s.img.GID, cwd: cwd,
 		state: stateStarting, done: make(chan struct{}),
 	}
-	if err := d.eng.Start(ctx, id); err != nil {
+	ts := time.Now()
+	tim, err := d.eng.StartTimed(ctx, id)
+	if err != nil {
 		_ = d.eng.Delete(context.WithoutCancel(ctx), id)
 		return nil, fmt.Errorf("start %s: %w", dyno, err)
+	}
+	if d.log.Enabled(ctx, slog.LevelDebug) {
+		d.log.Debug("container started", "app", s.app, "instance", dyno, "id", id, "create", dc,
+			"start", time.Since(ts), "overlay", tim.Overlay, "network", tim.Network)
 	}
 	info, err := d.eng.Inspect(id)
 	if err != nil {

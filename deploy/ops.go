@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berthhq/berth/platform"
 )
@@ -251,17 +253,25 @@ func (d *Deployer) startChecked(ctx context.Context, a *appRun, img *Image, spec
 	}
 	res := make([]result, len(specs))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, d.cfg.StartConcurrency)
 	for i, s := range specs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			t0 := time.Now()
+			sem <- struct{}{}
 			in, err := d.startInstance(ctx, a, s)
+			<-sem
+			tStart := time.Since(t0)
 			if err == nil {
 				p.printf("       %s.%d started (%s)", s.typ, s.num, in.addr())
 				err = d.checkWith(ctx, a.name, img, in)
 				if err == nil && s.typ == "web" {
 					p.printf("       %s.%d healthy", s.typ, s.num)
 				}
+			}
+			if err == nil && d.log.Enabled(ctx, slog.LevelDebug) {
+				d.log.Debug("instance ready", "app", a.name, "instance", in.proc(), "start", tStart, "ready", time.Since(t0))
 			}
 			res[i] = result{in, err}
 		}()
