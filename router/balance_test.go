@@ -460,3 +460,37 @@ func TestDrainWithWebsocket(t *testing.T) {
 		t.Fatal("websocket still open after the router stopped")
 	}
 }
+
+// TestLoneBackendRecovers: an app whose only backend refused a connection
+// is tried again at once, not left on 503 for the whole fail timeout.
+func TestLoneBackendRecovers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			rt := newRouter(t, Config{FailTimeout: time.Hour})
+			rt.SetTable(&Table{
+				Apps:  map[string]*App{"app": {Name: "app", Backends: []Backend{{ID: "web.1", Addr: addr}}}},
+				Hosts: map[string]string{"app.test": "app"},
+			})
+			raddr := fe.start(t, rt)
+			c := newClient(t)
+			if resp, _ := get(t, c, raddr, "app.test", "/"); resp.StatusCode != 503 {
+				t.Fatalf("down backend: status %d, want 503", resp.StatusCode)
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Skipf("cannot rebind %s: %v", addr, err)
+			}
+			be := startBackendOn(t, "back", ln, nil)
+			defer be.stop(t)
+			if resp, body := get(t, c, raddr, "app.test", "/"); resp.StatusCode != 200 || body != "back" {
+				t.Fatalf("backend back up: %d %q, want 200 at once", resp.StatusCode, body)
+			}
+		})
+	}
+}

@@ -73,7 +73,8 @@ type Config struct {
 	// DialTimeout bounds a connection attempt to a backend; default 3s.
 	DialTimeout time.Duration
 	// FailTimeout is how long a backend that refused a connection is left
-	// out of rotation before it is tried again; default 2s.
+	// out of rotation before it is tried again; default 2s. When all of an
+	// app's backends are down, the one that failed first is still tried.
 	FailTimeout time.Duration
 	// MaxIdleConnsPerBackend caps the pooled keep-alive connections kept per
 	// backend; default 256.

@@ -177,7 +177,11 @@ func (t *tried) has(u *upstream) bool {
 	return false
 }
 
-// pick chooses a backend that is up and not yet tried, or nil.
+// pick chooses a backend that is up and not yet tried. When every untried
+// backend is down it still offers the one that went down first, as nginx
+// does for a lone server: a single refused connection must not turn an
+// app into 503s for the whole fail timeout. It returns nil when every
+// backend has been tried.
 func (r *route) pick(p Policy, skip *tried) *upstream {
 	n := uint32(len(r.upstreams))
 	if n == 0 {
@@ -185,25 +189,38 @@ func (r *route) pick(p Policy, skip *tried) *upstream {
 	}
 	now := time.Now().UnixNano()
 	start := r.next.Add(1)
+	var u *upstream
 	if p == LeastConn {
-		var best *upstream
 		var bestActive int64
 		for i := uint32(0); i < n; i++ {
-			u := r.upstreams[(start+i)%n]
-			if !u.up(now) || skip.has(u) {
+			c := r.upstreams[(start+i)%n]
+			if !c.up(now) || skip.has(c) {
 				continue
 			}
-			if a := u.active.Load(); best == nil || a < bestActive {
-				best, bestActive = u, a
+			if a := c.active.Load(); u == nil || a < bestActive {
+				u, bestActive = c, a
 			}
 		}
-		return best
-	}
-	for i := uint32(0); i < n; i++ {
-		u := r.upstreams[(start+i)%n]
-		if u.up(now) && !skip.has(u) {
-			return u
+	} else {
+		for i := uint32(0); i < n; i++ {
+			c := r.upstreams[(start+i)%n]
+			if c.up(now) && !skip.has(c) {
+				u = c
+				break
+			}
 		}
 	}
-	return nil
+	if u != nil {
+		return u
+	}
+	var firstDown int64
+	for _, c := range r.upstreams {
+		if skip.has(c) {
+			continue
+		}
+		if d := c.downUntil.Load(); u == nil || d < firstDown {
+			u, firstDown = c, d
+		}
+	}
+	return u
 }
