@@ -467,6 +467,22 @@ func TestLogsFollowAcrossRedeploy(t *testing.T) {
 	if strings.Count(one.String(), "\n") != 1 || !strings.Contains(one.String(), "serving second") {
 		t.Fatalf("logs -n 1 = %q", one.String())
 	}
+	// releases:rollback v1 rolls v1's image and config out as a new release.
+	rb, err := e.d.Rollback(ctx, "chatty", v1.Version, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Version <= v2.Version || rb.Image != v1.Image {
+		t.Fatalf("rollback made %+v", rb)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	if st, body, err := e.get(c, "chatty", "/"); err != nil || st != 200 || body != "first web.1" {
+		t.Fatalf("after rollback: %d %q %v", st, body, err)
+	}
+	if v, ok, err := e.svc.DeployedRelease(ctx, "chatty"); err != nil || !ok || v != rb.Version {
+		t.Fatalf("deployed release after rollback = v%d %v %v, want v%d", v, ok, err, rb.Version)
+	}
+
 	p, err := e.d.BuildLogPath("chatty", 7)
 	if err != nil || p != filepath.Join(e.cfg.DataDir, "logs", "chatty", "builds", "7.log") {
 		t.Fatalf("BuildLogPath = %q, %v", p, err)
@@ -550,6 +566,20 @@ func TestScaleStopStartAndDestroy(t *testing.T) {
 	}
 	if st, _, err := e.get(c, "scaly", "/"); err != nil || st != 200 {
 		t.Fatalf("started app: %d %v", st, err)
+	}
+
+	// ps:restart web replaces the web instances and leaves the worker.
+	before := e.report(t, "scaly")
+	if err := e.d.Restart(ctx, "scaly", "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	after := e.report(t, "scaly")
+	if after["web.1"].ContainerID == before["web.1"].ContainerID || after["web.2"].ContainerID == before["web.2"].ContainerID ||
+		after["worker.1"].ContainerID != before["worker.1"].ContainerID || len(after) != 3 {
+		t.Fatalf("ps:restart web: before %+v after %+v", before, after)
+	}
+	if err := e.d.Restart(ctx, "scaly", "nosuch", nil); !errors.Is(err, ErrUnknownProcessType) {
+		t.Fatalf("restart of an unknown type = %v", err)
 	}
 
 	if err := e.d.Destroy(ctx, "scaly"); err != nil {

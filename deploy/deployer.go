@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -65,8 +66,9 @@ type Deployer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex // guards apps, every appRun's state fields, closed
+	mu     sync.Mutex // guards apps, every appRun's state fields, certs, closed
 	apps   map[string]*appRun
+	certs  map[string]*tls.Certificate // uploaded certificates by hostname
 	closed bool
 
 	runs runState
@@ -419,8 +421,11 @@ func sortedTypes[V any](m map[string]V) []string {
 func (d *Deployer) publishTable() {
 	d.tableMu.Lock()
 	defer d.tableMu.Unlock()
-	t := &router.Table{Apps: map[string]*router.App{}, Hosts: map[string]string{}}
+	t := &router.Table{Apps: map[string]*router.App{}, Hosts: map[string]string{}, Certs: map[string]*tls.Certificate{}}
 	d.mu.Lock()
+	for h, c := range d.certs {
+		t.Certs[h] = c
+	}
 	for name, a := range d.apps {
 		if a.rel == nil && len(a.insts) == 0 {
 			continue
@@ -442,10 +447,35 @@ func (d *Deployer) publishTable() {
 	d.rt.SetTable(t)
 }
 
-// RefreshRoutes reloads every known app's domains from the store and
-// publishes the routing table; the command layer calls it after
-// domains:add and domains:remove.
+// loadCerts reads the uploaded certificates from platform; a pair that no
+// longer parses is logged and left out.
+func (d *Deployer) loadCerts(ctx context.Context) error {
+	certs, err := d.svc.AllCerts(ctx)
+	if err != nil {
+		return fmt.Errorf("load certificates: %w", err)
+	}
+	m := make(map[string]*tls.Certificate, len(certs))
+	for _, c := range certs {
+		pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
+		if err != nil {
+			d.log.Warn("certificate does not load; leaving it out", "hostname", c.Hostname, "app", c.App, "err", err)
+			continue
+		}
+		m[strings.ToLower(c.Hostname)] = &pair
+	}
+	d.mu.Lock()
+	d.certs = m
+	d.mu.Unlock()
+	return nil
+}
+
+// RefreshRoutes reloads every known app's domains and the uploaded
+// certificates from platform and publishes the routing table; the command
+// layer calls it after domains:add, domains:remove and certs changes.
 func (d *Deployer) RefreshRoutes(ctx context.Context) error {
+	if err := d.loadCerts(ctx); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	names := make([]string, 0, len(d.apps))
 	for n := range d.apps {

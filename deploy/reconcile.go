@@ -27,6 +27,9 @@ func (d *Deployer) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: list apps: %w", err)
 	}
+	if err := d.loadCerts(ctx); err != nil {
+		d.log.Error("reconcile: serving without uploaded certificates", "err", err)
+	}
 	known := map[string]bool{}
 	for _, n := range names {
 		known[n] = true
