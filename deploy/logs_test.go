@@ -16,7 +16,7 @@ func writeLog(t *testing.T, path string, start time.Time, n int, text string) {
 	t.Helper()
 	var b []byte
 	for i := 0; i < n; i++ {
-		b = start.Add(time.Duration(i) * time.Millisecond).UTC().AppendFormat(b, time.RFC3339Nano)
+		b = start.Add(time.Duration(i)*time.Millisecond).UTC().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, fmt.Sprintf(" stdout F %s %d\n", text, i)...)
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
