@@ -16,7 +16,7 @@ var pathParam = regexp.MustCompile(`:([a-z]+)`)
 func (s *Server) openAPIDoc() map[string]any {
 	errorResp := map[string]any{
 		"description": "an error, with a message saying what was wrong",
-		"content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
+		"content":     map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}},
 	}
 	paths := map[string]any{}
 	for _, r := range s.apiTable() {

@@ -590,4 +590,3 @@ func (s *Server) userPasswordForm(c echo.Context) error {
 	err := s.svc.SetPassword(c.Request().Context(), actorOf(c), name, c.FormValue("password"))
 	return s.done(c, "/admin", "Password of "+name+" set.", err)
 }
-

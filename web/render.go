@@ -176,7 +176,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if errors.As(err, &he) {
 		status, userErr = he.Code, he.Code < 500
 		msg = fmt.Sprint(he.Message)
-		if he.Code == http.StatusNotFound {
+		if he.Code == http.StatusNotFound && he.Message == echo.ErrNotFound.Message {
 			msg = "no such page"
 		}
 	}
