@@ -178,12 +178,19 @@ func New(cfg Config, deps Deps) (*Deployer, error) {
 	return d, nil
 }
 
-// Start reconciles the containers the engine still runs with the desired
-// state in the store, publishes the routing table, and then keeps running
-// the maintenance loop (log rotation) until ctx ends or Close is called.
-// Crash restarts run from the first instance on, also before Start.
+// Start removes what interrupted engine operations left behind, reconciles
+// the containers the engine still runs with the desired state in platform,
+// publishes the routing table, and then keeps running the maintenance loop
+// (log rotation) until ctx ends or Close is called. Crash restarts run from
+// the first instance on, also before Start. An app that cannot be
+// reconciled (its image is gone, say) is logged and left as it is; Start
+// fails only when it cannot list containers or apps.
 func (d *Deployer) Start(ctx context.Context) error {
-	if err := d.Reconcile(ctx); err != nil {
+	// Leftovers of creates and deletes a dead daemon did not finish.
+	if err := d.eng.GC(ctx); err != nil {
+		d.log.Warn("engine gc", "err", err)
+	}
+	if _, err := d.reconcile(ctx); err != nil {
 		return err
 	}
 	d.mu.Lock()

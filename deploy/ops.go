@@ -138,19 +138,23 @@ func (d *Deployer) rollout(ctx context.Context, a *appRun, rel *releaseSpec, p *
 	d.mu.Lock()
 	a.stopped = false
 	d.mu.Unlock()
-	if err := d.replace(ctx, a, rel, img, "", p); err != nil {
-		return err
-	}
-	if err := d.st.SetDeployedRelease(context.WithoutCancel(ctx), a.name, rel.Version); err != nil {
-		return fmt.Errorf("record deployed release: %w", err)
-	}
-	return nil
+	// The deployed release is recorded at the switch, before the old
+	// instances go: a daemon that dies from then on comes back to the new
+	// release, and before it to the old one.
+	return d.replace(ctx, a, rel, img, "", p, func() error {
+		if err := d.st.SetDeployedRelease(context.WithoutCancel(ctx), a.name, rel.Version); err != nil {
+			return fmt.Errorf("record deployed release: %w", err)
+		}
+		return nil
+	})
 }
 
 // replace starts a full set of new instances of rel (of one process type,
 // or all when typ is empty), checks them, makes rel the deployed release,
-// switches the router and retires the instances they replace.
-func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img *Image, typ string, p *syncWriter) error {
+// switches the router and retires the instances they replace. onSwitch,
+// when set, runs once the web instances passed their checks and before
+// the switch; its error abandons the new instances.
+func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img *Image, typ string, p *syncWriter, onSwitch func() error) error {
 	d.mu.Lock()
 	probe := &appRun{rel: rel, img: img, formation: a.formation}
 	want := probe.desired()
@@ -186,6 +190,14 @@ func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img
 	news, err := d.startChecked(ctx, a, img, web, p)
 	if err != nil {
 		return err
+	}
+	if onSwitch != nil {
+		if err := onSwitch(); err != nil {
+			for _, in := range news {
+				d.discard(a, in)
+			}
+			return err
+		}
 	}
 	// The switch: the new release becomes the deployed one and the router
 	// moves to the new web instances in one table swap.
@@ -435,7 +447,7 @@ func (d *Deployer) Restart(ctx context.Context, app, processType string, out io.
 	if rel == nil {
 		return fmt.Errorf("restart %s: %w", app, ErrNoRelease)
 	}
-	return d.replace(ctx, a, rel, img, processType, progress(out))
+	return d.replace(ctx, a, rel, img, processType, progress(out), nil)
 }
 
 // StopApp stops every instance of app without changing its formation

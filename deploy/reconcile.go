@@ -19,13 +19,23 @@ import (
 // missing and publishes the routing table. Start calls it; it is safe to
 // call again.
 func (d *Deployer) Reconcile(ctx context.Context) error {
+	appErrs, err := d.reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	return errors.Join(appErrs...)
+}
+
+// reconcile returns a fatal error (nothing could be compared) or the errors
+// of single apps, each of which was left as it was.
+func (d *Deployer) reconcile(ctx context.Context) ([]error, error) {
 	infos, err := d.eng.List()
 	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
+		return nil, fmt.Errorf("reconcile: %w", err)
 	}
 	names, err := d.st.AppNames(ctx)
 	if err != nil {
-		return fmt.Errorf("reconcile: list apps: %w", err)
+		return nil, fmt.Errorf("reconcile: list apps: %w", err)
 	}
 	if err := d.loadCerts(ctx); err != nil {
 		d.log.Error("reconcile: serving without uploaded certificates", "err", err)
@@ -61,7 +71,7 @@ func (d *Deployer) Reconcile(ctx context.Context) error {
 	for _, err := range errs {
 		d.log.Error("reconcile app", "err", err)
 	}
-	return errors.Join(errs...)
+	return errs, nil
 }
 
 func (d *Deployer) removeStray(ctx context.Context, info engine.Info, why string) {
