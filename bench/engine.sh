@@ -27,13 +27,17 @@ done
 work=$(mktemp -d /tmp/berth-enginebench-XXXXXX)
 chmod 755 "$work"
 hugetlb_mounted=0
+hugetlb_dir_made=0
 cleanup() {
 	set +e
 	for rt in runc crun; do
 		for id in $("$rt" list -q 2>/dev/null | grep '^bench-'); do "$rt" delete -f "$id" >/dev/null 2>&1; done
 	done
 	if ((hugetlb_mounted)); then
-		umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb
+		for _ in 1 2 3 4 5; do umount /sys/fs/cgroup/hugetlb 2>/dev/null && break; sleep 0.2; done
+	fi
+	if ((hugetlb_dir_made)); then
+		rmdir /sys/fs/cgroup/hugetlb
 	fi
 	rm -rf "$work"
 }
@@ -53,12 +57,15 @@ done
 # crun refuses a hybrid cgroup host whose v2 hierarchy still holds a
 # controller (here hugetlb); binding it to a v1 hierarchy fixes that.
 if [[ -f /sys/fs/cgroup/unified/cgroup.controllers ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers &&
-	[[ ! -e /sys/fs/cgroup/hugetlb ]]; then
-	mkdir -p /sys/fs/cgroup/hugetlb
+	! mountpoint -q /sys/fs/cgroup/hugetlb; then
+	if [[ ! -d /sys/fs/cgroup/hugetlb ]]; then
+		mkdir /sys/fs/cgroup/hugetlb
+		hugetlb_dir_made=1
+	fi
 	if mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
 		hugetlb_mounted=1
 	else
-		rmdir /sys/fs/cgroup/hugetlb
+		echo "engine.sh: cannot bind hugetlb to cgroup v1; crun will refuse this hybrid host" >&2
 	fi
 fi
 
