@@ -97,7 +97,10 @@ var frontends = []frontend{
 	{name: "nethttp", start: func(t *testing.T, rt *Router) string {
 		t.Helper()
 		srv := httptest.NewServer(rt)
-		t.Cleanup(srv.Close)
+		t.Cleanup(func() {
+			srv.Close()
+			rt.CloseIdleConnections()
+		})
 		return srv.Listener.Addr().String()
 	}},
 }

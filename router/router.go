@@ -255,6 +255,13 @@ func (rt *Router) maintain(ctx context.Context) {
 	}
 }
 
+// CloseIdleConnections closes the pooled keep-alive connections to
+// backends (Serve does it when it stops); connections in use are closed
+// when their requests end.
+func (rt *Router) CloseIdleConnections() {
+	rt.closePools()
+}
+
 func (rt *Router) closePools() {
 	rt.tableMu.Lock()
 	defer rt.tableMu.Unlock()
