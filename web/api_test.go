@@ -408,10 +408,16 @@ func TestAPI(t *testing.T) {
 		})
 	}
 
-	// The destroyed app's containers are gone.
+	// The destroyed app's containers are gone, and the hook for its
+	// repository ran once.
 	if ins, err := e.dep.Instances(ctx, "ann-web"); err == nil && len(ins) > 0 {
 		t.Errorf("instances after destroy: %+v", ins)
 	}
+	e.mu.Lock()
+	if !reflect.DeepEqual(e.destroyed, []string{"ann-web"}) {
+		t.Errorf("AppDestroyed saw %v", e.destroyed)
+	}
+	e.mu.Unlock()
 
 	t.Run("openapi document covers every endpoint", func(t *testing.T) {
 		status, _, body := e.api("", "GET", "/openapi.json", "")

@@ -280,6 +280,11 @@ func TestBrowser(t *testing.T) {
 	}
 	b.shot("05-logs")
 
+	// Filter by instance: the stream restarts with web.2's lines only.
+	b.do("filter web.2", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector("#log-filter"); s.value = "web.2"; s.dispatchEvent(new Event("change")); })()`))
+	b.waitFor("web.2's lines only", `location.search === "?type=web.2" && document.querySelector("#log").textContent.includes("serving web.2") &&
+		[...document.querySelectorAll("#log .proc")].every(p => p.textContent.startsWith("web.2"))`)
+
 	// Roll back to v1 after a confirmation that shows the diff.
 	b.open("/apps/" + app + "/releases")
 	b.shot("06-releases")

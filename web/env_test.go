@@ -53,6 +53,9 @@ type env struct {
 	srv    *Server
 	url    string // the dashboard's base URL
 	domain string
+
+	mu        sync.Mutex
+	destroyed []string // apps the AppDestroyed hook saw
 }
 
 func randHex(n int) string {
@@ -137,7 +140,11 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	e.srv, err = New(cfg, Deps{Platform: e.svc, Deployer: e.dep}, testLogger(t))
+	e.srv, err = New(cfg, Deps{Platform: e.svc, Deployer: e.dep, AppDestroyed: func(app string) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.destroyed = append(e.destroyed, app)
+	}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

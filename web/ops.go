@@ -123,9 +123,8 @@ func (s *Server) psAction(ctx context.Context, actor platform.Actor, app, action
 	return nil
 }
 
-// destroy removes an app's containers and then the app. Unlike the order
-// in which the two happen, the permission is checked first: only the
-// owner or an admin may, and nothing is stopped for anyone else.
+// destroy removes an app's containers and then the app. The permission is
+// checked before anything is stopped: only the owner or an admin may.
 func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) error {
 	a, err := s.svc.App(ctx, actor, app)
 	if err != nil {
@@ -139,7 +138,14 @@ func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) 
 	if err := s.deploy.Destroy(ctx, a.Name); err != nil {
 		return fmt.Errorf("stop %s's containers: %w", a.Name, err)
 	}
-	return s.svc.DestroyApp(ctx, actor, a.Name)
+	if err := s.svc.DestroyApp(ctx, actor, a.Name); err != nil {
+		return err
+	}
+	s.log.Info("app destroyed", "app", a.Name, "by", actor.Name)
+	if s.destroyed != nil {
+		s.destroyed(a.Name)
+	}
+	return nil
 }
 
 // appStatus is one app as the apps list shows it.

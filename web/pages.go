@@ -393,8 +393,9 @@ func readTail(path string, n int64) ([]byte, bool, error) {
 }
 
 type logsData struct {
-	Types  []string
-	Filter string
+	Types     []string
+	Instances []string
+	Filter    string
 }
 
 func (s *Server) logsPage(c echo.Context) error {
@@ -412,6 +413,9 @@ func (s *Server) logsPage(c echo.Context) error {
 	}
 	for _, p := range form {
 		d.Types = append(d.Types, p.Type)
+		for n := 1; n <= p.Quantity; n++ {
+			d.Instances = append(d.Instances, fmt.Sprintf("%s.%d", p.Type, n))
+		}
 	}
 	return s.render(c, http.StatusOK, "logs", &page{Title: a.Name + " logs", Section: "apps", App: nav, Data: d})
 }

@@ -93,6 +93,10 @@ type Deps struct {
 	Platform *platform.Service
 	// Deployer runs the containers (see Deployer).
 	Deployer Deployer
+	// AppDestroyed, when set, is called after an app was destroyed from
+	// the dashboard or the API, for what the web does not own (the app's
+	// git repository).
+	AppDestroyed func(app string)
 }
 
 // Server is berth's dashboard and JSON API.
@@ -105,6 +109,8 @@ type Server struct {
 	pages  *templates
 	logins *loginLimiter
 	locks  *appLocks
+	// destroyed is Deps.AppDestroyed.
+	destroyed func(app string)
 	// csrfKey signs the CSRF tokens of this process's forms.
 	csrfKey []byte
 }
@@ -129,14 +135,15 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("make csrf key: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     logger.With("component", "web"),
-		svc:     deps.Platform,
-		deploy:  deps.Deployer,
-		pages:   pages,
-		logins:  newLoginLimiter(cfg.LoginFreeAttempts, cfg.LoginBackoff, cfg.LoginBackoffMax),
-		locks:   &appLocks{m: map[string]*sync.Mutex{}},
-		csrfKey: key,
+		cfg:       cfg,
+		log:       logger.With("component", "web"),
+		svc:       deps.Platform,
+		deploy:    deps.Deployer,
+		pages:     pages,
+		logins:    newLoginLimiter(cfg.LoginFreeAttempts, cfg.LoginBackoff, cfg.LoginBackoffMax),
+		locks:     &appLocks{m: map[string]*sync.Mutex{}},
+		destroyed: deps.AppDestroyed,
+		csrfKey:   key,
 	}
 	s.echo = s.routes()
 	return s, nil

@@ -25,11 +25,11 @@ func TestDiffReleases(t *testing.T) {
 		{name: "same", from: rel("a", map[string]string{"A": "1"}, map[string]string{"web": "x"}),
 			to: rel("a", map[string]string{"A": "1"}, map[string]string{"web": "x"}), empty: true},
 		{name: "config", from: rel("a", map[string]string{"A": "1", "B": "2", "C": "3"}, nil),
-			to: rel("a", map[string]string{"A": "1", "B": "changed", "D": "4"}, nil),
+			to:    rel("a", map[string]string{"A": "1", "B": "changed", "D": "4"}, nil),
 			added: []string{"D"}, changed: []string{"B"}, removed: []string{"C"}},
 		{name: "image", from: rel("a", nil, nil), to: rel("b", nil, nil), image: true},
 		{name: "processes", from: rel("a", nil, map[string]string{"web": "x", "old": "y"}),
-			to: rel("a", nil, map[string]string{"web": "z", "worker": "w"}),
+			to:    rel("a", nil, map[string]string{"web": "z", "worker": "w"}),
 			procs: []string{"removed old", "changed web: z", "added worker: w"}},
 	}
 	for _, tt := range tests {
