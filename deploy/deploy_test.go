@@ -404,6 +404,24 @@ func TestDaemonRestartReadoptsWithoutRestarting(t *testing.T) {
 	if len(infos) != 3 {
 		t.Fatalf("%d containers after reconcile, want 3", len(infos))
 	}
+	// The container records match the engine again: the deleted worker's
+	// record is gone, the new one is there.
+	recs, err := e.svc.Containers(ctx, "steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for _, in := range infos {
+		live[in.ID] = true
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d container records after reconcile, want 3: %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if !live[r.EngineID] || r.State != "running" {
+			t.Fatalf("record %+v does not match a running container", r)
+		}
+	}
 }
 
 // NewBuilderImagesLayers returns the busybox base's layer directories.

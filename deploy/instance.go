@@ -49,8 +49,16 @@ func processArgs(rel *releaseSpec, img *Image, typ string) ([]string, error) {
 		names := sortedTypes(procs)
 		return nil, fmt.Errorf("%w %q (the release has: %s)", ErrUnknownProcessType, typ, strings.Join(names, ", "))
 	}
+	exec := append(append([]string{}, img.Entrypoint...), img.Cmd...)
+	if len(img.Processes) == 0 && typ == "web" && len(exec) > 0 &&
+		(cmd == strings.Join(img.Cmd, " ") || cmd == strings.Join(exec, " ")) {
+		// The release's web command is the image's own CMD (an image
+		// without a Procfile): run it in exec form, as the image says, so
+		// images without a shell work too.
+		cmd = ""
+	}
 	if cmd == "" {
-		args := append(append([]string{}, img.Entrypoint...), img.Cmd...)
+		args := exec
 		if len(args) == 0 {
 			return nil, fmt.Errorf("start %s: the image has neither a Procfile nor a CMD; add one of them", typ)
 		}
@@ -94,6 +102,15 @@ func processEnv(rel *releaseSpec, img *Image, dyno string, port int) []string {
 	return env
 }
 
+// hostname is "app-type-N", shortened to the 63 bytes a host name may have.
+func hostname(app, typ string, num int) string {
+	h := fmt.Sprintf("%s-%s-%d", app, typ, num)
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	return h
+}
+
 // startInstance creates and starts one container and registers it in the
 // starting state; a watcher goroutine follows its exit.
 func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec) (*instance, error) {
@@ -114,7 +131,7 @@ func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec)
 		Process: engine.Process{
 			Args: args, Env: env, Cwd: cwd, UID: s.img.UID, GID: s.img.GID,
 		},
-		Hostname: fmt.Sprintf("%s-%s-%d", s.app, s.typ, s.num),
+		Hostname: hostname(s.app, s.typ, s.num),
 		Limits:   s.limits,
 		Network:  engine.Network{Mode: engine.NetworkBridge},
 		IDMap:    engine.IDMap{HostUID: s.uidBase, HostGID: s.uidBase},

@@ -230,8 +230,17 @@ func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img
 	}
 	others, err := d.startChecked(ctx, a, img, other, p)
 	if err != nil {
-		// The web part is live; the rest of the formation is reported.
+		// The web part is live. The other instances are treated as
+		// crashed: restarted with backoff, and the failure is reported.
 		d.retire(ctx, a, old, oldRouted)
+		for _, s := range other {
+			d.mu.Lock()
+			sl := a.slot(fmt.Sprintf("%s.%d", s.typ, s.num))
+			sl.consecutive++
+			sl.lastExit, sl.lastExitAt = "start failed: "+firstLine(err.Error()), time.Now()
+			d.mu.Unlock()
+			d.scheduleRestart(a, s.typ, s.num, d.cfg.RestartBackoff)
+		}
 		return err
 	}
 	d.commit(others)

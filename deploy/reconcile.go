@@ -85,6 +85,11 @@ func (d *Deployer) removeStray(ctx context.Context, info engine.Info, why string
 	if err := d.eng.Delete(ctx, info.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
 		d.log.Warn("delete stray container", "id", info.ID, "err", err)
 	}
+	if app := info.Labels[labelApp]; app != "" && info.Labels[labelRole] == roleApp {
+		if err := d.st.DeleteContainer(ctx, app, info.ID); err != nil {
+			d.log.Warn("delete container record", "id", info.ID, "err", err)
+		}
+	}
 }
 
 func (d *Deployer) reconcileApp(ctx context.Context, name string, infos []engine.Info) error {
@@ -100,6 +105,18 @@ func (d *Deployer) reconcileApp(ctx context.Context, name string, infos []engine
 	recs, err := d.st.Containers(ctx, name)
 	if err != nil {
 		return fmt.Errorf("load container records: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, info := range infos {
+		exists[info.ID] = true
+	}
+	// Records of containers that are gone would only hold their IPs.
+	for _, r := range recs {
+		if !exists[r.EngineID] {
+			if err := d.st.DeleteContainer(ctx, name, r.EngineID); err != nil {
+				d.log.Warn("delete stale container record", "app", name, "id", r.EngineID, "err", err)
+			}
+		}
 	}
 	d.mu.Lock()
 	for _, r := range recs {

@@ -64,7 +64,7 @@ func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, std
 		Process: engine.Process{
 			Args: []string{"sleep", "2147483647"}, Env: env, Cwd: img.WorkingDir, UID: img.UID, GID: img.GID,
 		},
-		Hostname: fmt.Sprintf("%s-run-%d", app, num),
+		Hostname: hostname(app, "run", num),
 		Limits:   limits,
 		Network:  engine.Network{Mode: engine.NetworkBridge},
 		IDMap:    engine.IDMap{HostUID: info.UIDBase, HostGID: info.UIDBase},

@@ -43,6 +43,8 @@ func TestProcessArgsAndEnv(t *testing.T) {
 			wantArgs: []string{"/entry", "/bin/sh", "-c", "run $PORT"}, wantPort: 8080},
 		{name: "PORT config var wins", rel: releaseSpec{Config: map[string]string{"PORT": "3000"}}, typ: "web", wantArgs: []string{"/entry", "serve"}, wantPort: 3000},
 		{name: "unknown type", rel: releaseSpec{Processes: map[string]string{"web": "x"}}, typ: "worker", wantErr: true},
+		{name: "web command equal to the image CMD runs in exec form", rel: releaseSpec{Processes: map[string]string{"web": "/entry serve"}}, typ: "web",
+			wantArgs: []string{"/entry", "serve"}, wantPort: 8080},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
