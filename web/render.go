@@ -57,6 +57,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(v)
 	},
+	"add": func(a, b int) int { return a + b },
 	"short": func(s string, n int) string {
 		if len(s) > n {
 			return s[:n]

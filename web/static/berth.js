@@ -3,6 +3,13 @@
 // strings: log lines are inserted as text.
 "use strict";
 
+// While an app deploys, its overview refreshes itself until it settles.
+(function () {
+  if (document.querySelector("#app-status.deploying")) {
+    setTimeout(() => window.location.reload(), 3000);
+  }
+})();
+
 (function () {
   const view = document.getElementById("log");
   if (!view) return;
