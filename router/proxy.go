@@ -98,6 +98,7 @@ func (rt *Router) proxy(w http.ResponseWriter, req *http.Request, r *route, e *l
 	}
 	replayable := !hasBody && idempotent(req.Method)
 	ctx := req.Context()
+	now := time.Now().UnixNano()
 	var skip tried
 	closedEarly := false // a backend took the connection, then closed it
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -108,13 +109,13 @@ func (rt *Router) proxy(w http.ResponseWriter, req *http.Request, r *route, e *l
 				break
 			}
 		}
-		u := r.pick(rt.cfg.Policy, &skip)
+		u := r.pick(rt.cfg.Policy, &skip, now)
 		if u == nil {
 			break
 		}
 		e.upstream = u.addr
 		u.active.Add(1)
-		pc, reused, err := u.get(ctx, maxIdle)
+		pc, reused, err := u.get(ctx, maxIdle, now)
 		if err != nil {
 			u.active.Add(-1)
 			if ctx.Err() != nil {
@@ -175,7 +176,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 	reusable := false
 	defer func() {
 		if stop() && reusable {
-			pc.u.put(pc)
+			pc.u.put(pc, time.Now().UnixNano())
 			return
 		}
 		pc.conn.Close()

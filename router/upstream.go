@@ -66,11 +66,10 @@ func (u *upstream) markUp() {
 	}
 }
 
-// get returns a pooled connection idle for less than maxIdle, or dials a new
-// one. reused says which it was.
-func (u *upstream) get(ctx context.Context, maxIdle time.Duration) (pc *pconn, reused bool, err error) {
+// get returns a pooled connection idle for less than maxIdle at now (unix
+// nanoseconds), or dials a new one. reused says which it was.
+func (u *upstream) get(ctx context.Context, maxIdle time.Duration, now int64) (pc *pconn, reused bool, err error) {
 	if maxIdle > 0 {
-		now := time.Now().UnixNano()
 		var stale []*pconn
 		u.mu.Lock()
 		for n := len(u.idle); n > 0; n = len(u.idle) {
@@ -106,9 +105,11 @@ func (u *upstream) get(ctx context.Context, maxIdle time.Duration) (pc *pconn, r
 }
 
 // put returns a connection to the pool, or closes it when the backend left
-// the table or the pool is full.
-func (u *upstream) put(pc *pconn) {
-	pc.idleAt = time.Now().UnixNano()
+// the table or the pool is full. now is the time of the request it served
+// (reading the clock costs more than the pool): the idle age is overstated
+// by that request's length, which only retires connections sooner.
+func (u *upstream) put(pc *pconn, now int64) {
+	pc.idleAt = now
 	u.mu.Lock()
 	if u.retired || len(u.idle) >= u.rt.cfg.MaxIdleConnsPerBackend {
 		u.mu.Unlock()
@@ -177,17 +178,17 @@ func (t *tried) has(u *upstream) bool {
 	return false
 }
 
-// pick chooses a backend that is up and not yet tried. When every untried
+// pick chooses a backend that is up at now (unix nanoseconds) and not yet
+// tried. When every untried
 // backend is down it still offers the one that went down first, as nginx
 // does for a lone server: a single refused connection must not turn an
 // app into 503s for the whole fail timeout. It returns nil when every
 // backend has been tried.
-func (r *route) pick(p Policy, skip *tried) *upstream {
+func (r *route) pick(p Policy, skip *tried, now int64) *upstream {
 	n := uint32(len(r.upstreams))
 	if n == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
 	start := r.next.Add(1)
 	var u *upstream
 	if p == LeastConn {
