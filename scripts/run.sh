@@ -37,7 +37,16 @@ for _ in $(seq 1 300); do
 	sleep 0.2
 done
 
-"$bin" base:create busybox >/dev/null 2>&1 || true
+# Base images: busybox (tiny, for Dockerfile apps FROM busybox) and the
+# default Debian base the buildpacks build on (debootstrap, once: ~1 min).
+images=$("$bin" images:list 2>/dev/null || true)
+if ! grep -q '^busybox:latest' <<<"$images"; then
+	"$bin" base:create busybox
+fi
+if ! grep -q '^debian:bookworm' <<<"$images"; then
+	echo "preparing the Debian base image for buildpack apps (once; about a minute)…"
+	"$bin" base:create debian >"$data/debian-base.log" 2>&1 || echo "could not create the Debian base (see $data/debian-base.log); Dockerfile apps still work"
+fi
 
 if ! "$bin" users:list 2>/dev/null | awk '{print $1}' | grep -qx "$user"; then
 	"$bin" users:add "$user" --admin
