@@ -343,7 +343,6 @@ func (d *Deployer) restartSlot(a *appRun, typ string, num int) {
 		return
 	}
 	d.commit([]*instance{in})
-	d.publishTable()
 	d.event(a.name, "%s restarted", in.proc())
 }
 
@@ -352,8 +351,8 @@ func firstLine(s string) string {
 	return line
 }
 
-// commit marks started instances up and puts web instances in the router
-// (the caller publishes the table).
+// commit marks started instances up, puts web instances in the router
+// and publishes the table, then writes their records.
 func (d *Deployer) commit(ins []*instance) {
 	d.mu.Lock()
 	for _, in := range ins {
@@ -364,6 +363,7 @@ func (d *Deployer) commit(ins []*instance) {
 		in.routed = in.typ == "web"
 	}
 	d.mu.Unlock()
+	d.publishTable()
 	for _, in := range ins {
 		if _, gone := in.exited(); gone {
 			// It died between its check and now: treat it as a crash.

@@ -224,7 +224,6 @@ func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img
 	}
 	d.mu.Unlock()
 	d.commit(news)
-	d.publishTable()
 	if len(web) > 0 {
 		p.printf("-----> Router switched to v%d (%d web instance(s))", rel.Version, len(news))
 	}
@@ -397,7 +396,6 @@ func (d *Deployer) converge(ctx context.Context, a *appRun, p *syncWriter) error
 		return err
 	}
 	d.commit(news)
-	d.publishTable()
 	if len(extra) > 0 {
 		sort.Slice(extra, func(i, j int) bool { return extra[i].proc() < extra[j].proc() })
 		p.printf("-----> Stopping %d instance(s)", len(extra))

@@ -224,6 +224,5 @@ func (d *Deployer) reconcileApp(ctx context.Context, name string, infos []engine
 	if len(keep) > 0 {
 		d.event(name, "re-adopted %d running instance(s) of v%d", len(healthy), rel.Version)
 	}
-	d.publishTable()
 	return d.converge(ctx, a, progress(nil))
 }
