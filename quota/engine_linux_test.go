@@ -663,9 +663,9 @@ func TestEngineLimitsSurviveRedeployAndRestart(t *testing.T) {
 		t.Fatalf("Usage after deleting release 1 = %d, was %d + %d", u, used, wrote)
 	}
 	// Release 3, after the restart, gets the same caps, and they bind.
-	third := r.run(r.spec(app, uid, limit, bps, netScript(2<<20)))
+	third := r.run(r.spec(app, uid, limit, bps, netScript(4<<20)))
 	r.checkCap(third, bps)
-	in, outRate := r.measure(third, 2<<20)
+	in, outRate := r.measure(third, 4<<20)
 	if in < 0.8*bps || in > 1.2*bps || outRate < 0.8*bps || outRate > 1.2*bps {
 		t.Errorf("after the restart: %.2f mbit/s in, %.2f out; want within 20%% of 10", in/1e6, outRate/1e6)
 	}
