@@ -59,6 +59,8 @@ func (s *Server) apiTable() []apiRoute {
 		{method: "POST", path: "/apps/:app/restart", summary: "restart all processes or one type (ps:restart)", body: obj(nil, map[string]any{"type": str}), status: 200, result: "message", handler: s.apiPS("restart")},
 		{method: "POST", path: "/apps/:app/stop", summary: "stop an app (ps:stop)", status: 200, result: "message", handler: s.apiPS("stop")},
 		{method: "POST", path: "/apps/:app/start", summary: "start a stopped app (ps:start)", status: 200, result: "message", handler: s.apiPS("start")},
+		{method: "POST", path: "/apps/:app/run", summary: "run a command in a one-off container of the app and return its exit code and output (run); output beyond 1 MiB per stream is cut",
+			body: obj([]string{"command"}, map[string]any{"command": map[string]any{"type": "array", "items": str, "minItems": 1}, "stdin": str}), status: 200, result: "exit code, stdout and stderr", handler: s.apiRun},
 		{method: "GET", path: "/apps/:app/releases", summary: "releases, newest first (releases)", status: 200, result: "array of release", handler: s.apiReleases},
 		{method: "GET", path: "/apps/:app/releases/:version", summary: "one release (releases:info)", status: 200, result: "release", handler: s.apiRelease},
 		{method: "GET", path: "/apps/:app/diff", summary: "what changed between releases ?from=vN&to=vM: config keys and image", status: 200, result: "diff", handler: s.apiDiff},
@@ -777,4 +779,56 @@ func (s *Server) apiSetPassword(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// maxRunOutput bounds each stream of a one-off command that the API keeps.
+const maxRunOutput = 1 << 20
+
+// cappedBuffer keeps the first max bytes written and drops the rest.
+type cappedBuffer struct {
+	lockedBuffer
+	max       int
+	truncated bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	room := c.max - c.b.Len()
+	if room < len(p) {
+		c.truncated = true
+		if room > 0 {
+			c.b.Write(p[:room])
+		}
+	} else {
+		c.b.Write(p)
+	}
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (s *Server) apiRun(c echo.Context) error {
+	var req struct {
+		Command []string `json:"command"`
+		Stdin   string   `json:"stdin"`
+	}
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	if len(req.Command) == 0 || req.Command[0] == "" {
+		return &platform.InvalidError{Field: "command", Reason: `give the command as a list, e.g. ["sh", "-c", "echo hi"]`}
+	}
+	ctx, app := c.Request().Context(), c.Param("app")
+	if _, err := s.svc.App(ctx, actorOf(c), app); err != nil {
+		return err
+	}
+	stdout := &cappedBuffer{max: maxRunOutput}
+	stderr := &cappedBuffer{max: maxRunOutput}
+	code, err := s.deploy.RunOneOff(ctx, app, req.Command, strings.NewReader(req.Stdin), stdout, stderr, false)
+	if err != nil {
+		return fmt.Errorf("run in %s: %w", app, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"exit_code": code, "stdout": stdout.String(), "stderr": stderr.String(),
+		"truncated": stdout.truncated || stderr.truncated,
+	})
 }

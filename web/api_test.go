@@ -238,6 +238,19 @@ func TestAPI(t *testing.T) {
 		{name: "start", as: "ann", method: "POST", path: "/apps/ann-web/start", status: 200},
 		{name: "started", as: "ann", method: "GET", path: "/apps/ann-web/processes", status: 200, check: instances(2, "up")},
 
+		// One-off commands.
+		{name: "run", as: "ann", method: "POST", path: "/apps/ann-web/run", body: `{"command":["sh","-c","echo hello $DYNO; echo oops >&2; cat; exit 3"],"stdin":"from stdin"}`, status: 200,
+			check: func(t *testing.T, b []byte) {
+				r := decode[map[string]any](t, b)
+				if r["exit_code"] != float64(3) || !strings.HasPrefix(r["stdout"].(string), "hello run.") || !strings.Contains(r["stdout"].(string), "from stdin") ||
+					r["stderr"] != "oops\n" || r["truncated"] != false {
+					t.Errorf("run: %s", b)
+				}
+			}},
+		{name: "run nothing", as: "ann", method: "POST", path: "/apps/ann-web/run", body: `{"command":[]}`, status: 400, want: "command"},
+		{name: "run in another's app", as: "ben", method: "POST", path: "/apps/ann-web/run", body: `{"command":["true"]}`, status: 404},
+		{name: "run in app not deployed", as: "ann", method: "POST", path: "/apps/ann-new/run", body: `{"command":["true"]}`, status: 409, want: "no deployed release"},
+
 		// Releases.
 		{name: "releases", as: "ann", method: "GET", path: "/apps/ann-web/releases", status: 200, check: func(t *testing.T, b []byte) {
 			rs := decode[[]apiRelease](t, b)

@@ -31,6 +31,7 @@ type Deployer interface {
 	Destroy(ctx context.Context, app string) error
 	Instances(ctx context.Context, app string) ([]deploy.Instance, error)
 	ReadLogs(ctx context.Context, app string, opts deploy.LogOptions, w io.Writer) error
+	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error)
 }
 
 // Config configures the web server.
