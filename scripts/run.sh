@@ -77,6 +77,6 @@ then open http://myapp.$domain/ — manage it with:
     ssh -p $port berth@localhost help        (or: sudo bin/berth help)
 
 Dashboard: http://localhost:8080/ — set a password with: sudo bin/berth users:passwd $user
-Stop with Ctrl-C.
+Stop with Ctrl-C (apps keep running; they come back under the next berth serve).
 MSG
 wait $pid

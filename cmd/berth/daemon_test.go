@@ -78,6 +78,9 @@ func newTestDaemon(t *testing.T, extraEnv ...string) *testDaemon {
 	os.WriteFile(filepath.Join(dir, "none.toml"), nil, 0o600)
 	t.Cleanup(func() {
 		d.stop(syscall.SIGTERM)
+		if out, _, code := d.run(nil, "cleanup"); code != 0 {
+			t.Errorf("berth cleanup: exit %d: %s", code, out)
+		}
 		os.RemoveAll(dir)
 	})
 	return d

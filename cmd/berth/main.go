@@ -54,6 +54,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 				return 2, fmt.Errorf("serve: unexpected argument %q", rest[0])
 			}
 			return 0, serve(cfg, stderr)
+		case "cleanup":
+			fset := flag.NewFlagSet("berth cleanup", flag.ContinueOnError)
+			fset.SetOutput(stderr)
+			cfg, _, err := loadConfig(fset, args[1:], getenv)
+			if err != nil {
+				return 2, err
+			}
+			return 0, cleanup(context.Background(), cfg, stdout)
 		case "--version", "-version":
 			fmt.Fprintln(stdout, "berth", version)
 			return 0, nil
@@ -65,6 +73,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
 		fmt.Fprintln(stderr, "usage: berth serve [flags]      run the daemon (berth serve -h lists the flags)")
+		fmt.Fprintln(stderr, "       berth cleanup [flags]    after the daemon stopped: remove leftovers and, with no container left, the bridge")
 		fmt.Fprintln(stderr, "       berth COMMAND [ARGS…]    run a command in the running daemon (berth help lists them)")
 	}
 	cfg, rest, err := loadConfig(fset, args, getenv)
