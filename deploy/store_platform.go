@@ -13,6 +13,7 @@ type platformStore struct {
 	svc *platform.Service
 }
 
+// AppNames implements store.
 func (p platformStore) AppNames(ctx context.Context) ([]string, error) {
 	apps, err := p.svc.Apps(ctx, platform.System())
 	if err != nil {
@@ -25,6 +26,7 @@ func (p platformStore) AppNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// App implements store.
 func (p platformStore) App(ctx context.Context, app string) (appInfo, error) {
 	a, err := p.svc.App(ctx, platform.System(), app)
 	if err != nil {
@@ -42,6 +44,7 @@ func fromPlatformRelease(r platform.Release) releaseSpec {
 	return releaseSpec{Version: r.Version, Image: r.Image, Config: r.Config, Processes: r.Processes}
 }
 
+// Release implements store.
 func (p platformStore) Release(ctx context.Context, app string, version int) (releaseSpec, error) {
 	r, err := p.svc.Release(ctx, platform.System(), app, version)
 	if err != nil {
@@ -50,10 +53,12 @@ func (p platformStore) Release(ctx context.Context, app string, version int) (re
 	return fromPlatformRelease(r), nil
 }
 
+// DeployedRelease implements store.
 func (p platformStore) DeployedRelease(ctx context.Context, app string) (int, bool, error) {
 	return p.svc.DeployedRelease(ctx, app)
 }
 
+// SetDeployedRelease implements store.
 func (p platformStore) SetDeployedRelease(ctx context.Context, app string, version int) error {
 	return p.svc.SetDeployedRelease(ctx, app, version)
 }
@@ -69,6 +74,7 @@ func engineLimits(l platform.Limits) engine.Limits {
 	}
 }
 
+// Formation implements store.
 func (p platformStore) Formation(ctx context.Context, app string) (map[string]processFormation, error) {
 	procs, err := p.svc.Formation(ctx, platform.System(), app)
 	if err != nil {
@@ -81,18 +87,22 @@ func (p platformStore) Formation(ctx context.Context, app string) (map[string]pr
 	return out, nil
 }
 
+// AppStopped implements store.
 func (p platformStore) AppStopped(ctx context.Context, app string) (bool, error) {
 	return p.svc.AppStopped(ctx, app)
 }
 
+// SetAppStopped implements store.
 func (p platformStore) SetAppStopped(ctx context.Context, app string, stopped bool) error {
 	return p.svc.SetAppStopped(ctx, app, stopped)
 }
 
+// LockApp implements store.
 func (p platformStore) LockApp(ctx context.Context, app string) (func(), error) {
 	return p.svc.LockApp(ctx, app)
 }
 
+// SaveContainer implements store.
 func (p platformStore) SaveContainer(ctx context.Context, app string, r containerRecord) error {
 	ip, _ := netip.ParseAddr(r.IP)
 	_, err := p.svc.SaveContainer(ctx, platform.Container{
@@ -103,10 +113,12 @@ func (p platformStore) SaveContainer(ctx context.Context, app string, r containe
 	return err
 }
 
+// DeleteContainer implements store.
 func (p platformStore) DeleteContainer(ctx context.Context, _, engineID string) error {
 	return p.svc.RemoveContainer(ctx, engineID)
 }
 
+// Containers implements store.
 func (p platformStore) Containers(ctx context.Context, app string) ([]containerRecord, error) {
 	cs, err := p.svc.Containers(ctx, app)
 	if err != nil {
