@@ -38,6 +38,13 @@ type Config struct {
 	// BridgeName and BridgeSubnet configure the container network.
 	BridgeName   string `toml:"bridge_name"`
 	BridgeSubnet string `toml:"bridge_subnet"`
+	// TLS turns the router's HTTPS listener on: "on" or "off".
+	TLS string `toml:"tls"`
+	// ACMEEmail, when set with TLS on, gets certificates for the apps'
+	// domains from the ACME directory (Let's Encrypt by default).
+	ACMEEmail string `toml:"acme_email"`
+	// ACMEDirectory is the ACME directory URL; empty means Let's Encrypt.
+	ACMEDirectory string `toml:"acme_directory"`
 	// DiskQuotaDriver picks the disk quota mechanism: auto, setquota, btrfs or loop.
 	DiskQuotaDriver string `toml:"disk_quota_driver"`
 	// LogLevel is debug, info, warn or error.
@@ -64,6 +71,9 @@ func (c *Config) fields() []configField {
 		{"domain", &c.Domain, "global domain: apps answer at APP.DOMAIN"},
 		{"bridge-name", &c.BridgeName, "container bridge interface name"},
 		{"bridge-subnet", &c.BridgeSubnet, "container bridge subnet (CIDR); empty picks one that does not collide"},
+		{"tls", &c.TLS, "router TLS: on or off (uploaded certificates, or ACME with --acme-email)"},
+		{"acme-email", &c.ACMEEmail, "with TLS on: get certificates from ACME, with this contact address"},
+		{"acme-directory", &c.ACMEDirectory, "ACME directory URL; empty means Let's Encrypt"},
 		{"disk-quota-driver", &c.DiskQuotaDriver, "disk quota driver: auto, setquota, btrfs or loop"},
 		{"log-level", &c.LogLevel, "log level: debug, info, warn or error"},
 	}
@@ -80,6 +90,7 @@ func defaultConfig() Config {
 		Domain:          "localhost",
 		BridgeName:      "berth0",
 		DiskQuotaDriver: "auto",
+		TLS:             "off",
 		LogLevel:        "info",
 	}
 }
@@ -156,6 +167,14 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLogLevel(c.LogLevel); err != nil {
 		return err
+	}
+	switch c.TLS {
+	case "on", "off":
+	default:
+		return fmt.Errorf("config tls: %q is not on or off", c.TLS)
+	}
+	if c.ACMEEmail != "" && c.TLS != "on" {
+		return errors.New("config acme_email: ACME needs tls = \"on\"")
 	}
 	switch c.DiskQuotaDriver {
 	case "auto", "setquota", "btrfs", "loop":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,6 +37,7 @@ type daemon struct {
 	ssh     *gitreceive.Server
 	control *control.Server
 	web     *web.Server
+	closers []io.Closer
 }
 
 func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon, err error) {
@@ -76,7 +78,18 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 	if d.builder, err = builder.New(builder.Options{Store: d.store, Runner: runner, Logger: logger}); err != nil {
 		return nil, err
 	}
-	if d.router, err = router.New(router.Config{HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, AccessLog: nil}, logger); err != nil {
+	accessLog, err := openAccessLog(filepath.Join(cfg.DataDir, "logs", "access.log"))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, accessLog)
+	if d.router, err = router.New(router.Config{
+		HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr,
+		TLS:  cfg.TLS == "on",
+		ACME: cfg.ACMEEmail != "", ACMEEmail: cfg.ACMEEmail, ACMEDirectoryURL: cfg.ACMEDirectory,
+		ACMECacheDir: filepath.Join(cfg.DataDir, "acme"),
+		AccessLog:    accessLog,
+	}, logger); err != nil {
 		return nil, fmt.Errorf("start router: %w", err)
 	}
 
@@ -179,6 +192,9 @@ func (d *daemon) close() {
 		}
 		if d.db != nil {
 			d.db.close()
+		}
+		for _, c := range d.closers {
+			c.Close()
 		}
 	}()
 	select {
