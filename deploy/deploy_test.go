@@ -152,8 +152,10 @@ func TestRolloutUnderLoadHasNoFailedRequests(t *testing.T) {
 	waitFor(t, 30*time.Second, "load to reach the app", func() bool { return l.ok.Load()+l.errs.Load()+l.non2xx.Load() >= 500 })
 	// A config change makes the new release, as config:set does.
 	v2 := e.release("loaded", ref, map[string]string{"MSG": "v2"})
+	before := l.ok.Load()
 	err := e.d.Rollout(ctx, "loaded", v2, &out)
 	atRollout := l.ok.Load()
+	during := atRollout - before
 	if err == nil {
 		waitFor(t, 30*time.Second, "requests after the rollout", func() bool {
 			return l.ok.Load()+l.errs.Load()+l.non2xx.Load() >= atRollout+500
@@ -163,7 +165,10 @@ func TestRolloutUnderLoadHasNoFailedRequests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollout v2: %v\n%s", err, out.String())
 	}
-	t.Logf("requests: %d ok, %d non-2xx, %d errors; by version %v", l.ok.Load(), l.non2xx.Load(), l.errs.Load(), l.bodies)
+	t.Logf("requests: %d ok (%d during the rollout), %d non-2xx, %d errors; by version %v", l.ok.Load(), during, l.non2xx.Load(), l.errs.Load(), l.bodies)
+	if during < 100 {
+		t.Fatalf("only %d requests completed during the rollout; the load did not cover it", during)
+	}
 	if n, m := l.non2xx.Load(), l.errs.Load(); n != 0 || m != 0 {
 		t.Fatalf("%d non-2xx responses and %d socket errors during the rollout; first: %s", n, m, l.firstErr)
 	}

@@ -298,13 +298,14 @@ func (e *env) imageWithFiles(ref string, procs map[string]string, files map[stri
 
 var webapp struct {
 	once sync.Once
-	path string
+	bin  []byte
 	err  error
 }
 
 // webappBinary builds testdata/webapp (a static Go web server) once per
-// test process.
-func webappBinary(t testing.TB) string {
+// test process and returns the executable's bytes; the build directory is
+// removed at once.
+func webappBinary(t testing.TB) []byte {
 	t.Helper()
 	webapp.once.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-deploy-webapp-")
@@ -312,27 +313,27 @@ func webappBinary(t testing.TB) string {
 			webapp.err = err
 			return
 		}
-		webapp.path = filepath.Join(dir, "webapp")
-		cmd := exec.Command("go", "build", "-o", webapp.path, "./testdata/webapp")
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "webapp")
+		cmd := exec.Command("go", "build", "-o", path, "./testdata/webapp")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			webapp.err = fmt.Errorf("build webapp: %v\n%s", err, out)
+			return
 		}
+		webapp.bin, webapp.err = os.ReadFile(path)
 	})
 	if webapp.err != nil {
 		t.Fatal(webapp.err)
 	}
-	return webapp.path
+	return webapp.bin
 }
 
 // goWebImage stores an image holding the Go web app as /app/webapp, whose
 // web process answers "$MSG $DYNO".
 func (e *env) goWebImage(ref string) string {
 	e.t.Helper()
-	b, err := os.ReadFile(webappBinary(e.t))
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	b := webappBinary(e.t)
 	return e.imageWithFiles(ref, map[string]string{"web": "exec /app/webapp"}, map[string]string{"app/webapp": string(b)})
 }
 
