@@ -608,6 +608,13 @@ func TestReadoption(t *testing.T) {
 		t.Fatalf("list after parent death: %+v", infos)
 	}
 	waitLog(t, e, id, "adopted-log-line")
+	var out strings.Builder
+	if st, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"echo", "exec-after-adoption"}}, Stdout: &out}); err != nil || st.Code != 0 || out.String() != "exec-after-adoption\n" {
+		t.Errorf("exec in re-adopted container: %v %v %q", st, err, out.String())
+	}
+	if s, err := e.Stats(id); err != nil || s.Pids == 0 {
+		t.Errorf("stats of re-adopted container: %+v %v", s, err)
+	}
 	st, err := e.Stop(context.Background(), id, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
