@@ -46,7 +46,9 @@ func (e *env) api(token, method, path, body string) (int, http.Header, []byte) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
+	if raw, ok := strings.CutPrefix(token, "raw:"); ok {
+		req.Header.Set("Authorization", raw)
+	} else if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -158,6 +160,7 @@ func TestAPI(t *testing.T) {
 	calls := []apiCall{
 		// Authentication.
 		{name: "no token", method: "GET", path: "/apps", status: 401, want: "Bearer"},
+		{name: "not a bearer token", as: "basic", method: "GET", path: "/apps", status: 401, want: "Bearer"},
 		{name: "unknown token", as: "forged", method: "GET", path: "/apps", status: 401, want: "unknown API token"},
 		{name: "me", as: "ann", method: "GET", path: "/me", status: 200, want: `"name":"ann"`},
 		{name: "unknown endpoint", as: "ann", method: "GET", path: "/nope", status: 404, want: "openapi.json"},
@@ -389,6 +392,8 @@ func TestAPI(t *testing.T) {
 			switch c.as {
 			case "forged":
 				token = "berth_forged"
+			case "basic":
+				token = "raw:Basic YW5uOmNvcnJlY3QgaG9yc2UgYmF0dGVyeQ=="
 			case "new":
 				token = newToken
 			}

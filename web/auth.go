@@ -56,7 +56,10 @@ func (s *Server) csrfToken(c echo.Context) string {
 		seed = ck.Value
 	} else {
 		seed = randomToken()
-		s.setCookie(c, csrfCookie, seed, 0, http.SameSiteStrictMode)
+		// Lax, not Strict: a Strict cookie is not sent when the user
+		// arrives from a link elsewhere, and a new seed would break the
+		// forms of their other open tabs. The token itself is the guard.
+		s.setCookie(c, csrfCookie, seed, 0, http.SameSiteLaxMode)
 		// Later reads in this request see the new seed.
 		c.Request().AddCookie(&http.Cookie{Name: csrfCookie, Value: seed})
 	}
@@ -203,10 +206,14 @@ func (s *Server) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Request().Header.Get(echo.HeaderAuthorization)
 		token, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || strings.TrimSpace(token) == "" {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="berth"`)
 			return ErrUnauthenticated
 		}
 		actor, err := s.svc.ActorForAPIToken(c.Request().Context(), strings.TrimSpace(token))
 		if err != nil {
+			if errors.Is(err, platform.ErrBadCredentials) {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="berth", error="invalid_token"`)
+			}
 			return err
 		}
 		c.Set(keyActor, actor)

@@ -3,6 +3,7 @@ package web
 import (
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -24,7 +25,14 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(middleware.BodyLimit("1M"))
 
 	static, _ := fs.Sub(staticFS, "static")
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServer(http.FS(static)))), s.cacheStatic)
+	files := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
+	e.GET("/static/*", func(c echo.Context) error {
+		if strings.HasSuffix(c.Request().URL.Path, "/") {
+			return echo.ErrNotFound // no directory listings
+		}
+		files.ServeHTTP(c.Response(), c.Request())
+		return nil
+	}, s.cacheStatic)
 
 	e.GET("/login", s.loginPage)
 	e.POST("/login", s.login, s.checkCSRF)

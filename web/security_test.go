@@ -206,6 +206,17 @@ func TestDashboardSecurity(t *testing.T) {
 		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("headers: %v", resp.Header)
 		}
+		// Assets are embedded and served; directories are not listed.
+		for path, status := range map[string]int{"/static/berth.css": 200, "/static/berth.js": 200, "/static/": 404, "/static/nope.js": 404} {
+			resp, err := http.Get(e.url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != status {
+				t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, status)
+			}
+		}
 	})
 
 	t.Run("session cookie and logout", func(t *testing.T) {
