@@ -48,6 +48,12 @@ type Deployer interface {
 	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error)
 }
 
+// diskReporter is the optional ability of a Deployer to report an app's
+// disk limit and use (resource:report).
+type diskReporter interface {
+	DiskReport(ctx context.Context, app string, w io.Writer) error
+}
+
 // Builder is what a push needs from the builder: source in, image out.
 type Builder interface {
 	// Build builds the source in dir for app, streaming its steps to out,
@@ -693,6 +699,11 @@ func (c *Commands) resourceReport(inv *Invocation) error {
 	header(inv.env.Stdout, "%s resource limits", app)
 	for _, p := range procs {
 		fmt.Fprintf(inv.env.Stdout, "%s: %s\n", p.Type, formatLimits(p.Limits))
+	}
+	if dr, ok := c.deploy.(diskReporter); ok {
+		if err := dr.DiskReport(inv.ctx, app, inv.env.Stdout); err != nil {
+			return err
+		}
 	}
 	header(inv.env.Stdout, "%s usage", app)
 	return c.deploy.Report(inv.ctx, app, inv.env.Stdout)

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/berthhq/berth/builder"
+	"github.com/berthhq/berth/deploy"
 	"github.com/berthhq/berth/gitreceive"
 	"github.com/berthhq/berth/platform"
+	"github.com/berthhq/berth/quota"
 )
 
 // builderAdapter gives gitreceive the one build call it needs.
@@ -26,6 +29,40 @@ func (a builderAdapter) Build(ctx context.Context, app, dir, tag string, out io.
 		procs = map[string]string{"web": platform.ImageCommand}
 	}
 	return res.Image.Ref, procs, nil
+}
+
+// appDeployer is the deployer the front doors use: deploy's, plus the
+// quota's app-wide state (disk usage, and removal on apps:destroy).
+type appDeployer struct {
+	*deploy.Deployer
+	quota *quota.EngineQuota
+	disk  *quota.Disk
+}
+
+// Destroy removes the app's containers, then its disk quota, so that a new
+// app of the same name starts from nothing.
+func (a appDeployer) Destroy(ctx context.Context, app string) error {
+	if err := a.Deployer.Destroy(ctx, app); err != nil {
+		return err
+	}
+	if err := a.quota.RemoveApp(ctx, app); err != nil {
+		return fmt.Errorf("remove %s's disk quota: %w", app, err)
+	}
+	return nil
+}
+
+// DiskReport writes the app's disk limit and use (resource:report).
+func (a appDeployer) DiskReport(ctx context.Context, app string, w io.Writer) error {
+	if a.disk == nil {
+		_, err := fmt.Fprintln(w, "Disk driver:  none works on this host (disk limits are refused)")
+		return err
+	}
+	u, err := a.disk.Usage(ctx, app)
+	if err != nil && !errors.Is(err, quota.ErrNoQuota) {
+		return err
+	}
+	_, err = quota.Report{App: app, DiskDriver: a.disk.Driver(), DiskLimit: u.LimitBytes, Disk: u}.WriteTo(w)
+	return err
 }
 
 // extensions are the commands of the image store (admin only: images are
@@ -154,6 +191,19 @@ func (d *daemon) info(_ context.Context, _ gitreceive.Actor, _ []string, env *gi
 	fmt.Fprintf(w, "Data directory:   %s\n", d.cfg.DataDir)
 	fmt.Fprintf(w, "Database:         %s\n", d.db.where)
 	fmt.Fprintf(w, "Domain:           %s\n", d.cfg.Domain)
+	if d.disk != nil {
+		fmt.Fprintf(w, "Disk quotas:      %s (%s)\n", d.disk.Driver(), d.disk.Mechanism())
+		for _, st := range d.disk.Detect() {
+			state := "available"
+			if !st.Available {
+				state = "unavailable: " + st.Reason
+			}
+			fmt.Fprintf(w, "  driver %-9s %s\n", st.Name+":", state)
+		}
+	} else {
+		fmt.Fprintln(w, "Disk quotas:      none (no driver works on this host; disk limits are refused)")
+	}
+	fmt.Fprintln(w, "Network limits:   tc on each container's host veth (tbf, ifb for the other direction)")
 	if d.engine.UserNamespaces() {
 		fmt.Fprintln(w, "User namespaces:  yes (shared layers through idmapped mounts)")
 	} else {

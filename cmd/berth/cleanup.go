@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/quota"
 )
 
 // cleanup removes what a stopped berth leaves on the host: containers whose
@@ -44,6 +45,15 @@ func cleanup(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	if err := eng.RemoveNetwork(); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
+	}
+	// With no container left, nothing writes to the disk-quota pool:
+	// unmount it and free its loop device (data stays for the next start).
+	if disk, err := quota.NewEngineDisk(quota.DiskConfig{Root: filepath.Join(cfg.DataDir, "quota"), Driver: cfg.DiskQuotaDriver}, slog.New(slog.DiscardHandler)); err == nil {
+		if err := disk.Restore(ctx); err == nil {
+			if err := disk.Close(ctx); err != nil {
+				return fmt.Errorf("cleanup: unmount disk quotas: %w", err)
+			}
+		}
 	}
 	fmt.Fprintf(out, "removed leftovers and the bridge %s\n", cfg.BridgeName)
 	return nil

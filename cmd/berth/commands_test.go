@@ -181,3 +181,46 @@ func TestSSHCommandsOnADeployedApp(t *testing.T) {
 		t.Errorf("destroyed app answers %d, want 404", code)
 	}
 }
+
+// TestResourceLimits: resource:limit caps a deployed app's disk and memory
+// for real, resource:report shows the driver and the use, and bad values
+// are refused without changing anything.
+func TestResourceLimits(t *testing.T) {
+	d := newTestDaemon(t)
+	d.start()
+	t.Cleanup(func() { d.run(nil, "apps:destroy", "myapp", "--force") })
+	d.mustRun(nil, "base:create", "busybox")
+	p := newPusher(t, d, "alice")
+	p.commit("v1", map[string]string{"Dockerfile": greeter, "index.html": "hi\n"})
+	p.git("push", "berth", "main")
+
+	for _, bad := range [][]string{
+		{"resource:limit", "myapp", "--memory", "-5m"},
+		{"resource:limit", "myapp", "--disk", "12parsecs"},
+		{"resource:limit", "myapp", "--network", "999999999tbit"},
+		{"resource:limit", "myapp", "--cpu", "abc"},
+	} {
+		if out, errs, code := p.ssh("", bad...); code == 0 || !strings.Contains(errs, "invalid") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", bad, code, out, errs)
+		}
+	}
+	if out := p.mustSSH("resource:report", "myapp"); !strings.Contains(out, "Disk limit:") || strings.Contains(out, "32m") {
+		t.Errorf("report before limits:\n%s", out)
+	}
+
+	p.mustSSH("resource:limit", "myapp", "--disk", "32m", "--memory", "64m", "--network", "10mbit")
+	p.mustSSH("ps:restart", "myapp")
+	if body := d.mustGet("myapp.berth.test", "/"); body != "hi\n" {
+		t.Fatalf("after limits the app serves %q", body)
+	}
+	out, _, code := p.ssh("", "run", "myapp", "sh", "-c", "'dd if=/dev/zero of=/big bs=1M count=64 2>&1; echo dd-exit=$?'")
+	if code != 0 || !strings.Contains(out, "dd-exit=1") || !(strings.Contains(out, "quota") || strings.Contains(out, "space")) {
+		t.Errorf("writing 64 MiB under a 32 MiB disk limit: exit %d\n%s", code, out)
+	}
+	report := p.mustSSH("resource:report", "myapp")
+	for _, want := range []string{"Disk driver:  btrfs", "32m", "memory=64m", "network=10mbit", "/64.0MiB"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("resource:report lacks %q:\n%s", want, report)
+		}
+	}
+}

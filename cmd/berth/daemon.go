@@ -17,6 +17,7 @@ import (
 	"github.com/berthhq/berth/gitreceive"
 	"github.com/berthhq/berth/internal/control"
 	"github.com/berthhq/berth/platform"
+	"github.com/berthhq/berth/quota"
 	"github.com/berthhq/berth/router"
 	"github.com/berthhq/berth/web"
 )
@@ -33,6 +34,9 @@ type daemon struct {
 	builder *builder.Builder
 	router  *router.Router
 	deploy  *deploy.Deployer
+	apps    appDeployer
+	disk    *quota.Disk // nil when no driver works
+	quota   *quota.EngineQuota
 	cmds    *gitreceive.Commands
 	ssh     *gitreceive.Server
 	control *control.Server
@@ -59,14 +63,43 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 	}
 	d.svc = platform.New(d.db.pool, logger)
 
+	ctrRoot := filepath.Join(cfg.DataDir, "containers")
+	driver := cfg.DiskQuotaDriver
+	d.disk, err = quota.NewEngineDisk(quota.DiskConfig{Root: filepath.Join(cfg.DataDir, "quota"), Driver: driver}, logger)
+	if err != nil {
+		if driver != "auto" {
+			return nil, fmt.Errorf("disk quota driver %s: %w", driver, err)
+		}
+		logger.Warn("no disk quota driver works on this host: disk limits will be refused", "err", err)
+		d.disk = nil
+	} else {
+		logger.Info("disk quotas", "driver", d.disk.Driver(), "mechanism", d.disk.Mechanism())
+	}
+	d.quota, err = quota.NewEngineQuota(quota.EngineConfig{Disk: d.disk, ContainersRoot: ctrRoot}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start quota: %w", err)
+	}
 	d.engine, err = engine.New(engine.Config{
-		Root:       filepath.Join(cfg.DataDir, "containers"),
+		Root:       ctrRoot,
 		BridgeName: cfg.BridgeName,
 		Subnet:     cfg.BridgeSubnet,
 		Logger:     logger,
+		Quota:      d.quota,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start container engine: %w", err)
+	}
+	// Before reconciling: drop half-made containers, then re-attach the
+	// disk quotas and bandwidth caps of the ones that run.
+	if err := d.engine.GC(ctx); err != nil {
+		logger.Warn("clean up interrupted containers", "err", err)
+	}
+	infos, err := d.engine.List()
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	if err := d.quota.Restore(ctx, infos); err != nil {
+		return nil, fmt.Errorf("restore quotas: %w", err)
 	}
 	if !d.engine.UserNamespaces() {
 		logger.Warn("this kernel cannot idmap the shared layers: containers run without a user namespace (root inside is root outside); upgrade to Linux 5.19+ on ext4/xfs/btrfs for full isolation")
@@ -100,16 +133,18 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 		return nil, fmt.Errorf("start deployer: %w", err)
 	}
 
+	d.apps = appDeployer{Deployer: d.deploy, quota: d.quota, disk: d.disk}
+
 	gcfg := gitreceive.Config{
 		Addr: cfg.SSHAddr, DataDir: cfg.DataDir, Socket: cfg.Socket, Executable: exe,
 		Domain: cfg.Domain, Version: version,
 	}
-	d.cmds = gitreceive.NewCommands(gcfg, d.svc, d.deploy, builderAdapter{b: d.builder}, logger, d.extensions()...)
+	d.cmds = gitreceive.NewCommands(gcfg, d.svc, d.apps, builderAdapter{b: d.builder}, logger, d.extensions()...)
 	if d.ssh, err = gitreceive.NewServer(gcfg, d.cmds, logger); err != nil {
 		return nil, err
 	}
 	d.web, err = web.New(web.Config{Addr: cfg.WebAddr, Domain: cfg.Domain, Version: version},
-		web.Deps{Platform: d.svc, Deployer: d.deploy}, logger)
+		web.Deps{Platform: d.svc, Deployer: d.apps}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)
 	}
