@@ -330,6 +330,16 @@ func TestBrowser(t *testing.T) {
 	b.waitFor("the share", `document.querySelector("#shares").textContent.includes("grace")`)
 	b.shot("11-settings")
 
+	b.open("/apps/" + app + "/domains")
+	b.do("name a domain", chromedp.SendKeys(chromedp.CSS("#domain"), "www.shop.example"))
+	b.submit(`form[action$="/domains"] button`)
+	b.waitFor("the domain", `document.querySelector("#domains").textContent.includes("www.shop.example")`)
+	b.shot("12-domains")
+	b.open("/apps/" + app)
+	b.do("memory limit", chromedp.SendKeys(chromedp.CSS(`form[action$="/limits"] input[name="memory"]`), "256m"))
+	b.submit(`form[action$="/limits"] button`)
+	b.waitFor("the limit", `document.querySelector("#limits tbody tr").cells[1].textContent === "256m"`)
+
 	// Sign out: the next page is the login page again.
 	b.submit(`form.logout button`)
 	b.waitFor("the login page after logout", `location.pathname === "/login"`)
