@@ -38,6 +38,16 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// maxOpTime bounds an operation that outlives its request.
+const maxOpTime = 10 * time.Minute
+
+// opContext detaches an operation from its request: a person closing the
+// tab must not cut a rollout or a scale in half. The operation still ends
+// after maxOpTime.
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), maxOpTime)
+}
+
 // rolloutIfDeployed rolls a release out when it has an image: config
 // changes before the first deploy only record the release.
 func (s *Server) rolloutIfDeployed(ctx context.Context, rel platform.Release, out *lockedBuffer) error {
@@ -51,6 +61,8 @@ func (s *Server) rolloutIfDeployed(ctx context.Context, rel platform.Release, ou
 }
 
 func (s *Server) setConfig(ctx context.Context, actor platform.Actor, app string, vars map[string]string) (platform.Release, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	rel, err := s.svc.SetConfig(ctx, actor, app, vars)
@@ -61,6 +73,8 @@ func (s *Server) setConfig(ctx context.Context, actor platform.Actor, app string
 }
 
 func (s *Server) unsetConfig(ctx context.Context, actor platform.Actor, app string, keys []string) (platform.Release, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	rel, err := s.svc.UnsetConfig(ctx, actor, app, keys)
@@ -71,6 +85,8 @@ func (s *Server) unsetConfig(ctx context.Context, actor platform.Actor, app stri
 }
 
 func (s *Server) scale(ctx context.Context, actor platform.Actor, app string, q map[string]int) ([]platform.Process, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	procs, err := s.svc.Scale(ctx, actor, app, q)
@@ -84,6 +100,8 @@ func (s *Server) scale(ctx context.Context, actor platform.Actor, app string, q 
 }
 
 func (s *Server) rollback(ctx context.Context, actor platform.Actor, app string, v int) (platform.Release, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	rel, err := s.svc.Rollback(ctx, actor, app, v)
@@ -103,6 +121,8 @@ func (s *Server) psAction(ctx context.Context, actor platform.Actor, app, action
 			return err
 		}
 	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	out := &lockedBuffer{}
@@ -133,6 +153,8 @@ func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) 
 	if !actor.IsAdmin() && a.OwnerID != actor.UserID {
 		return fmt.Errorf("only the owner of %s or an admin can destroy it: %w", app, platform.ErrForbidden)
 	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
 	unlock := s.locks.lock(app)
 	defer unlock()
 	if err := s.deploy.Destroy(ctx, a.Name); err != nil {
