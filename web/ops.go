@@ -175,7 +175,7 @@ type appStatus struct {
 	Name       string
 	Owner      string
 	URL        string
-	Status     string // running, crashed, deploying, stopped, idle, new
+	Status     string // running, crashed, deploying, stopped, idle, new, unknown
 	Up, Want   int
 	Release    int
 	LastDeploy time.Time
@@ -219,7 +219,10 @@ func (s *Server) status(ctx context.Context, actor platform.Actor, a platform.Ap
 	if ok {
 		st.Instances, err = s.deploy.Instances(ctx, a.Name)
 		if err != nil && !errors.Is(err, deploy.ErrNoRelease) {
-			return st, err
+			// One app's broken state must not take the whole list down.
+			s.log.Warn("read instances", "app", a.Name, "err", err)
+			st.Status = "unknown"
+			return st, nil
 		}
 	}
 	crashed, changing := false, building
