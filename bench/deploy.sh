@@ -11,6 +11,6 @@ out=$(go test ./deploy -run '^$' -bench '^BenchmarkScaleWeb1To20$' -benchtime "$
 	exit 1
 }
 echo "$out" | grep -E "N=${runs} run [0-9]+:" | sed 's/^ *bench_test.go:[0-9]*: /  /'
-secs=$(echo "$out" | awk '/s\/scale/ {for (i = 1; i < NF; i++) if ($(i+1) == "s/scale") print $i}')
+metric() { echo "$out" | awk -v m="$1" '/^BenchmarkScaleWeb1To20/ {for (i = 1; i < NF; i++) if ($(i+1) == m) print $i}'; }
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "deploy: scale web=1 -> web=20, all serving through the router: ${secs} s mean of ${runs} (goal < 2 s; load average ${load})"
+echo "deploy: scale web=1 -> web=20, all serving through the router: median $(metric s/scale-median) s, min $(metric s/scale-min) s, mean $(metric s/scale) s over ${runs} runs (goal < 2 s; load average ${load})"

@@ -173,7 +173,8 @@ func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec)
 		_ = d.eng.Delete(context.WithoutCancel(ctx), id)
 		return nil, ErrClosed
 	}
-	d.saveRecord(a, in, "starting")
+	// Its record is written when it is committed (running): a database
+	// round trip here would sit on the start path of every instance.
 	return in, nil
 }
 
