@@ -72,9 +72,19 @@ func (d *Deployer) containerLogPath(app, proc, id string) string {
 
 // BuildLogPath returns the file that keeps the build output of one deploy,
 // creating its directory. The command layer writes the build output there
-// while it streams it to the user; the last Config.BuildLogsKept build logs
-// of an app are kept.
+// while it streams it to the user; an app keeps its newest
+// Config.BuildLogsKept build logs.
 func (d *Deployer) BuildLogPath(app string, deployID int64) (string, error) {
+	return d.buildLogFile(app, strconv.FormatInt(deployID, 10))
+}
+
+// NewBuildLogPath is BuildLogPath for a deploy that has no ID yet (platform's
+// StartDeploy takes the path): the file is named after the current time.
+func (d *Deployer) NewBuildLogPath(app string) (string, error) {
+	return d.buildLogFile(app, time.Now().UTC().Format("20060102T150405.000000000Z")+"-"+newLogID()[:6])
+}
+
+func (d *Deployer) buildLogFile(app, name string) (string, error) {
 	if err := validAppName(app); err != nil {
 		return "", err
 	}
@@ -83,10 +93,11 @@ func (d *Deployer) BuildLogPath(app string, deployID int64) (string, error) {
 		return "", fmt.Errorf("create build log dir: %w", err)
 	}
 	d.pruneBuildLogs(dir)
-	return filepath.Join(dir, strconv.FormatInt(deployID, 10)+".log"), nil
+	return filepath.Join(dir, name+".log"), nil
 }
 
-// pruneBuildLogs keeps the newest BuildLogsKept files of dir.
+// pruneBuildLogs keeps the newest BuildLogsKept-1 files of dir, making
+// room for one more.
 func (d *Deployer) pruneBuildLogs(dir string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -94,19 +105,18 @@ func (d *Deployer) pruneBuildLogs(dir string) {
 	}
 	type f struct {
 		name string
-		id   int64
+		mod  time.Time
 	}
 	var fs []f
 	for _, e := range ents {
-		n, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".log"), 10, 64)
-		if err == nil {
-			fs = append(fs, f{e.Name(), n})
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
+			fs = append(fs, f{e.Name(), info.ModTime()})
 		}
 	}
 	if len(fs) < d.cfg.BuildLogsKept {
 		return
 	}
-	sort.Slice(fs, func(i, j int) bool { return fs[i].id < fs[j].id })
+	sort.Slice(fs, func(i, j int) bool { return fs[i].mod.Before(fs[j].mod) })
 	for _, x := range fs[:len(fs)-d.cfg.BuildLogsKept+1] {
 		_ = os.Remove(filepath.Join(dir, x.name))
 	}
@@ -342,8 +352,11 @@ func writeLines(w io.Writer, lines []logLine) error {
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write logs: %w", err)
 	}
-	if f, ok := w.(interface{ Flush() error }); ok {
+	switch f := w.(type) {
+	case interface{ Flush() error }:
 		return f.Flush()
+	case interface{ Flush() }: // http.Flusher: live logs in the dashboard
+		f.Flush()
 	}
 	return nil
 }

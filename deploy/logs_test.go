@@ -86,3 +86,42 @@ func TestLogRotationBoundsAnAppsLogs(t *testing.T) {
 		t.Fatalf("logs -n 3 -p web = %q", out.String())
 	}
 }
+
+func TestBuildLogsAreKeptPerDeployAndBounded(t *testing.T) {
+	cfg := Config{DataDir: t.TempDir(), Domain: "x.test", BuildLogsKept: 3}
+	if err := cfg.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Deployer{cfg: cfg, log: cfg.Logger}
+	var paths []string
+	for i := 1; i <= 5; i++ {
+		p, err := d.BuildLogPath("app", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("build %d\n", i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Now().Add(time.Duration(i-10) * time.Minute)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	p, err := d.NewBuildLogPath("app")
+	if err != nil || filepath.Dir(p) != filepath.Dir(paths[0]) || !strings.HasSuffix(p, ".log") {
+		t.Fatalf("NewBuildLogPath = %q, %v", p, err)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(p))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	// Room for the new one: the two newest of the five are kept.
+	if strings.Join(names, " ") != "4.log 5.log" {
+		t.Fatalf("build logs kept: %v", names)
+	}
+	if _, err := d.BuildLogPath("../etc", 1); err == nil {
+		t.Fatal("BuildLogPath accepted a bad app name")
+	}
+}
