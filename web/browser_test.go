@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,6 +66,9 @@ type browser struct {
 	ctx       context.Context
 	base      string
 	artifacts string
+
+	mu      sync.Mutex
+	console []chromedp.ConsoleMessage // what the pages wrote to the console
 }
 
 // newBrowser starts a headless Chromium with a fresh profile that does not
@@ -102,7 +106,37 @@ func newBrowser(t *testing.T, base string) *browser {
 	if err := chromedp.Do(ctx); err != nil { // start the browser with no deadline
 		t.Fatalf("start chromium: %v", err)
 	}
+	messages := chromedp.Console(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.console = append(b.console, m)
+			b.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	return b
+}
+
+// checkConsole fails the test for any script exception or Content Security
+// Policy violation the pages reported.
+func (b *browser) checkConsole() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.console {
+		if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+			b.t.Errorf("browser console: %s:%d %s", m.URL, m.Line+1, m.Text)
+		}
+	}
 }
 
 // do runs steps, failing the test on the first error. The deadline only
@@ -345,5 +379,6 @@ func TestBrowser(t *testing.T) {
 	b.waitFor("the login page after logout", `location.pathname === "/login"`)
 	b.open("/apps")
 	b.waitFor("no session", `location.pathname === "/login"`)
+	b.checkConsole()
 	t.Logf("screenshots in %s", b.artifacts)
 }
