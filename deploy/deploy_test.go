@@ -307,6 +307,20 @@ func TestCrashedInstancesRestartWithBackoff(t *testing.T) {
 	if !strings.Contains(w.LastExit, "exited with code 4") {
 		t.Fatalf("worker.1 last exit = %q", w.LastExit)
 	}
+	// The container records in platform carry the count and the reason.
+	recs, err := e.svc.Containers(ctx, "crashy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range recs {
+		if r.ProcessType == "worker" && r.Restarts >= 4 && strings.Contains(r.LastExitReason, "exited with code 4") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no worker record with the restarts and the exit reason: %+v", recs)
+	}
 	var workerLogs bytes.Buffer
 	if err := e.d.ReadLogs(ctx, "crashy", LogOptions{Lines: 100, ProcessType: "worker"}, &workerLogs); err != nil {
 		t.Fatal(err)

@@ -102,6 +102,7 @@ type slot struct {
 	lastExitAt  time.Time
 	nextRestart time.Time
 	timer       *time.Timer
+	exitedID    string // engine ID of the crashed container whose record is kept
 }
 
 // instance states.

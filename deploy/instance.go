@@ -253,11 +253,19 @@ func (d *Deployer) crashed(a *appRun, in *instance, es engine.ExitStatus) {
 	restarts := s.restarts
 	d.mu.Unlock()
 	d.event(a.name, "%s crashed: %s; restart %d in %s", in.proc(), reason, restarts, delay.Round(time.Millisecond))
+	// The record stays (exited, with the restart count and reason) until
+	// the slot runs again, so a daemon restart meanwhile keeps the count.
 	d.saveRecord(a, in, "exited")
+	d.mu.Lock()
+	prev := s.exitedID
+	s.exitedID = in.id
+	d.mu.Unlock()
+	if prev != "" && prev != in.id {
+		d.dropRecordID(a.name, prev)
+	}
 	if err := d.eng.Delete(d.ctx, in.id); err != nil && !errors.Is(err, engine.ErrNotFound) {
 		d.log.Warn("delete crashed container", "app", a.name, "id", in.id, "err", err)
 	}
-	d.dropRecord(a, in)
 	d.scheduleRestart(a, in.typ, in.num, delay)
 }
 
@@ -344,6 +352,14 @@ func (d *Deployer) restartSlot(a *appRun, typ string, num int) {
 		return
 	}
 	d.commit([]*instance{in})
+	d.mu.Lock()
+	s := a.slot(in.proc())
+	old := s.exitedID
+	s.exitedID = ""
+	d.mu.Unlock()
+	if old != "" {
+		d.dropRecordID(a.name, old)
+	}
 	d.event(a.name, "%s restarted", in.proc())
 }
 
@@ -609,7 +625,11 @@ func (d *Deployer) saveRecordByID(in *instance, state string) {
 }
 
 func (d *Deployer) dropRecord(a *appRun, in *instance) {
-	if err := d.st.DeleteContainer(context.WithoutCancel(d.ctx), a.name, in.id); err != nil {
-		d.log.Warn("delete container record", "app", a.name, "instance", in.proc(), "err", err)
+	d.dropRecordID(a.name, in.id)
+}
+
+func (d *Deployer) dropRecordID(app, engineID string) {
+	if err := d.st.DeleteContainer(context.WithoutCancel(d.ctx), app, engineID); err != nil {
+		d.log.Warn("delete container record", "app", app, "id", engineID, "err", err)
 	}
 }

@@ -214,15 +214,22 @@ func (d *Deployer) replace(ctx context.Context, a *appRun, rel *releaseSpec, img
 		in.state = stateStopping // an exit from now on is no crash
 	}
 	a.rel, a.img = rel, img
+	var staleRecords []string
 	for proc, s := range a.slots {
 		if typ == "" || strings.HasPrefix(proc, typ+".") {
 			if s.timer != nil {
 				s.timer.Stop()
 			}
+			if s.exitedID != "" {
+				staleRecords = append(staleRecords, s.exitedID)
+			}
 			delete(a.slots, proc)
 		}
 	}
 	d.mu.Unlock()
+	for _, id := range staleRecords {
+		d.dropRecordID(a.name, id)
+	}
 	d.commit(news)
 	if len(web) > 0 {
 		p.printf("-----> Router switched to v%d (%d web instance(s))", rel.Version, len(news))
@@ -374,17 +381,24 @@ func (d *Deployer) converge(ctx context.Context, a *appRun, p *syncWriter) error
 				uidBase: a.info.UIDBase, limits: a.formation[t].Limits})
 		}
 	}
+	var staleRecords []string
 	for proc, s := range a.slots {
 		t, n := splitProc(proc)
 		if n > want[t] {
 			if s.timer != nil {
 				s.timer.Stop()
 			}
+			if s.exitedID != "" {
+				staleRecords = append(staleRecords, s.exitedID)
+			}
 			delete(a.slots, proc)
 		}
 	}
 	stopped := a.stopped
 	d.mu.Unlock()
+	for _, id := range staleRecords {
+		d.dropRecordID(a.name, id)
+	}
 	if rel == nil && !stopped && len(extra) == 0 {
 		return nil // nothing deployed yet: the first push starts the formation
 	}
