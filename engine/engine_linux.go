@@ -253,6 +253,9 @@ func (e *Engine) Create(ctx context.Context, spec Spec) (id string, err error) {
 		uid, gid = int(spec.IDMap.HostUID), int(spec.IDMap.HostGID)
 	}
 	if spec.UpperDir != "" {
+		if spec.Limits.DiskBytes > 0 {
+			return "", invalid("Limits.DiskBytes", "a disk limit applies to the engine's own upper directory; it cannot be combined with a caller-provided UpperDir")
+		}
 		c.Upper = filepath.Clean(spec.UpperDir)
 		c.Work = filepath.Join(filepath.Dir(c.Upper), "."+filepath.Base(c.Upper)+".work-"+id)
 		if err := os.Mkdir(c.Work, 0o700); err != nil {
@@ -720,6 +723,13 @@ func (e *Engine) GC(ctx context.Context) error {
 		c := &containerConfig{ID: id}
 		if err := e.cleanup(ctx, c); err != nil {
 			errs = append(errs, err)
+		}
+		// An interrupted Create may have prepared a quota directory or
+		// a bandwidth cap; Release is safe for IDs it does not know.
+		if e.cfg.Quota != nil {
+			if err := e.cfg.Quota.Release(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if n, err := e.network(); err == nil && n.created() {

@@ -108,8 +108,15 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 			stdin.Close()
 		}
 		copiers.Add(2)
-		go func() { defer copiers.Done(); copyOut(opts.Stdout, stdout) }()
-		go func() { defer copiers.Done(); copyOut(opts.Stderr, stderr) }()
+		outW, errW := opts.Stdout, opts.Stderr
+		if outW != nil && outW == errW {
+			// One writer for both streams (as os/exec allows): serialise
+			// the two copiers' writes so neither loses output.
+			w := &lockedWriter{w: outW}
+			outW, errW = w, w
+		}
+		go func() { defer copiers.Done(); copyOut(outW, stdout) }()
+		go func() { defer copiers.Done(); copyOut(errW, stderr) }()
 	} else {
 		if _, _, err := conn.WriteMsgUnix(req, nil, nil); err != nil {
 			return ExitStatus{}, fmt.Errorf("send exec request: %w", err)
@@ -311,4 +318,16 @@ func openPty() (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("open pty slave: %w", err)
 	}
 	return m, s, nil
+}
+
+// lockedWriter serialises writes to a writer shared by two copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -74,7 +74,8 @@ type Limits struct {
 	Pids int64 `json:"pids,omitempty"`
 	// DiskBytes caps the upper directory's size; it needs a Quota provider.
 	DiskBytes int64 `json:"diskBytes,omitempty"`
-	// NetworkBitsPerSec caps egress bandwidth; it needs a Quota provider.
+	// NetworkBitsPerSec caps the container's bandwidth, the same cap in
+	// each direction; it needs a Quota provider.
 	NetworkBitsPerSec int64 `json:"networkBitsPerSec,omitempty"`
 }
 

@@ -188,6 +188,11 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	// Reconcile before taking requests: re-adopt running containers, start
 	// what is missing and rebuild the routing table.
+	if n, err := d.svc.FailInterruptedDeploys(ctx); err != nil {
+		d.logger.Warn("mark interrupted deploys failed", "err", err)
+	} else if n > 0 {
+		d.logger.Info("marked deploys interrupted by a restart as failed", "count", n)
+	}
 	if err := d.deploy.Start(ctx); err != nil {
 		return fmt.Errorf("reconcile apps: %w", err)
 	}
