@@ -144,7 +144,13 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 		return nil, err
 	}
 	d.web, err = web.New(web.Config{Addr: cfg.WebAddr, Domain: cfg.Domain, Version: version},
-		web.Deps{Platform: d.svc, Deployer: d.apps}, logger)
+		web.Deps{Platform: d.svc, Deployer: d.apps, AppDestroyed: func(app string) {
+			// The dashboard destroyed the app: its repository goes too, as
+			// with apps:destroy over SSH.
+			if err := os.RemoveAll(filepath.Join(cfg.DataDir, "repos", app+".git")); err != nil {
+				logger.Warn("remove repository", "app", app, "err", err)
+			}
+		}}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start dashboard: %w", err)
 	}
