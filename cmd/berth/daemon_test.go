@@ -37,13 +37,13 @@ type testDaemon struct {
 	// httpPort is the router's port, webPort the dashboard's.
 	httpPort string
 	webPort  string
-	bin     string
-	dataDir string
-	socket  string
-	env     []string
-	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	done    chan struct{}
+	bin      string
+	dataDir  string
+	socket   string
+	env      []string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	done     chan struct{}
 }
 
 func newTestDaemon(t *testing.T, extraEnv ...string) *testDaemon {
