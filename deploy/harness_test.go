@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testenv"
+
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -65,26 +67,6 @@ func searchableTempDir(t testing.TB) string {
 		}
 	}
 	return dir
-}
-
-// testLogger writes to the test log when -v is on.
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(&tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-type tWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // freeSubnet returns a random 10.x.y.0/24 that no host route uses, by
@@ -169,7 +151,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 		DrainDelay:      300 * time.Millisecond,
 		RestartBackoff:  200 * time.Millisecond,
 		LogPollInterval: 50 * time.Millisecond,
-		Logger:          testLogger(t),
+		Logger:          testenv.Logger(t),
 	}
 	if tweak != nil {
 		tweak(&e.cfg)

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,26 +63,6 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// testLogger writes to the test log with -v and discards otherwise.
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(&tWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-type tWriter struct {
-	mu sync.Mutex
-	t  testing.TB
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // requireContainers skips (outside CI) where real containers cannot run.
 func requireContainers(t testing.TB) {
 	t.Helper()
@@ -121,7 +100,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	e.dep, err = deploy.New(deploy.Config{
 		DataDir: filepath.Join(e.dir, "data"), Domain: e.domain,
 		StopTimeout: 5 * time.Second, HealthTimeout: 20 * time.Second, DrainDelay: 100 * time.Millisecond,
-		RestartBackoff: 200 * time.Millisecond, LogPollInterval: 50 * time.Millisecond, Logger: testLogger(t),
+		RestartBackoff: 200 * time.Millisecond, LogPollInterval: 50 * time.Millisecond, Logger: testenv.Logger(t),
 	}, deploy.Deps{Platform: e.svc, Engine: e.eng, Images: deploy.NewBuilderImages(e.images), Router: e.rt})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +123,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.destroyed = append(e.destroyed, app)
-	}}, testLogger(t))
+	}}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testenv"
+
 	"github.com/berthhq/berth/platform"
 )
 
@@ -256,7 +258,7 @@ func TestDashboardSecurity(t *testing.T) {
 
 	t.Run("own certificate: TLS, Secure cookies, HSTS", func(t *testing.T) {
 		certFile, keyFile, pool := selfSigned(t)
-		srv, err := New(Config{Domain: e.domain, CertFile: certFile, KeyFile: keyFile}, Deps{Platform: e.svc, Deployer: e.dep}, testLogger(t))
+		srv, err := New(Config{Domain: e.domain, CertFile: certFile, KeyFile: keyFile}, Deps{Platform: e.svc, Deployer: e.dep}, testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
