@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/stacktest"
+
 	"github.com/berthhq/berth/engine"
 	"golang.org/x/sys/unix"
 )
@@ -59,12 +61,12 @@ func newCachedEnv(t *testing.T) (*testEnv, string) {
 	needDebootstrap(t)
 	lockTestCache(t)
 	token := randHex(8)
-	dir := searchableTempDir(t)
+	dir := stacktest.SearchableTempDir(t)
 	s, err := NewStore(filepath.Join(testCacheDir, "builder-store"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := newTestEngine(t, dir)
+	eng, _ := stacktest.NewEngine(t, filepath.Join(dir, "containers"), "bb")
 	runner := &countingRunner{StepRunner: NewEngineRunner(eng, func(string) (IDRange, error) { return testIDs, nil }, nil)}
 	b, err := New(Options{Store: s, Runner: runner, Limits: Limits{MemoryBytes: 1 << 30, CPUQuota: 2, Pids: 1024},
 		Debian: DebianOptions{RootfsCache: testCacheDir}})

@@ -8,10 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/stacktest"
 )
 
 func TestMain(m *testing.M) {
@@ -32,19 +29,6 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// searchableTempDir is a t.TempDir whose parents a container's init,
-// running as an unprivileged host UID, can traverse.
-func searchableTempDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // testIDs is the host ID range of the tests' build and app containers.
@@ -79,50 +63,10 @@ type testEnv struct {
 	b      *Builder
 }
 
-// newTestEngine makes an engine on a private root, bridge and subnet and
-// removes every container and the bridge at cleanup.
-func newTestEngine(t *testing.T, dir string) *engine.Engine {
-	t.Helper()
-	bridge := "bb" + randHex(4)
-	var eng *engine.Engine
-	var err error
-	for i := 0; i < 20; i++ {
-		a, _ := rand.Int(rand.Reader, big.NewInt(200))
-		b, _ := rand.Int(rand.Reader, big.NewInt(256))
-		subnet := fmt.Sprintf("10.%d.%d.0/24", 20+a.Int64(), b.Int64())
-		eng, err = engine.New(engine.Config{Root: filepath.Join(dir, "containers"), BridgeName: bridge,
-			Subnet: subnet, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("new engine: %v", err)
-	}
-	t.Cleanup(func() {
-		infos, err := eng.List()
-		if err != nil {
-			t.Errorf("list containers: %v", err)
-		}
-		for _, in := range infos {
-			if err := eng.Delete(context.Background(), in.ID); err != nil {
-				t.Errorf("delete container %s: %v", in.ID, err)
-			}
-		}
-		if err := eng.GC(context.Background()); err != nil {
-			t.Errorf("engine gc: %v", err)
-		}
-		if err := eng.RemoveNetwork(); err != nil {
-			t.Errorf("remove network: %v", err)
-		}
-	})
-	return eng
-}
-
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	needRoot(t)
-	dir := searchableTempDir(t)
+	dir := stacktest.SearchableTempDir(t)
 	return newTestEnvAt(t, dir)
 }
 
@@ -132,7 +76,7 @@ func newTestEnvAt(t *testing.T, dir string) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := newTestEngine(t, dir)
+	eng, _ := stacktest.NewEngine(t, filepath.Join(dir, "containers"), "bb")
 	r := &countingRunner{StepRunner: NewEngineRunner(eng, func(string) (IDRange, error) { return testIDs, nil }, nil)}
 	b, err := New(Options{Store: s, Runner: r, Limits: Limits{MemoryBytes: 512 << 20, CPUQuota: 1, Pids: 512}})
 	if err != nil {

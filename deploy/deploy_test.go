@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/stacktest"
 )
 
 // waitFor polls cond every 50ms until it holds or limit passes.
@@ -386,11 +387,11 @@ func TestDaemonRestartReadoptsWithoutRestarting(t *testing.T) {
 	}
 
 	// A new daemon: new engine instance over the same data, new router.
-	eng2, err := engine.New(engine.Config{Root: e.root, BridgeName: e.bridge, Subnet: e.subnet})
+	eng2, err := engine.New(e.engCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt2, addr2 := newTestRouter(t)
+	rt2, addr2 := stacktest.ServeRouter(t)
 	e.d = e.newDeployerWith(eng2, rt2)
 	e.start(t)
 

@@ -4,14 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/stacktest"
 	"github.com/berthhq/berth/internal/testenv"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -33,68 +28,11 @@ import (
 	"github.com/berthhq/berth/router"
 )
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// requireRoot skips without root, except under CI where it fails.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("deploy tests need root (real containers); CI=true does not allow skipping")
-		}
-		t.Skip("deploy tests need root: they run real containers (namespaces, cgroups, veth)")
-	}
-	if _, err := os.Stat(builder.DefaultBusybox); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("deploy tests need busybox-static (scripts/deps.sh test installs it)")
-		}
-		t.Skip("deploy tests need Debian's busybox-static at /bin/busybox (scripts/deps.sh test installs it)")
-	}
-}
-
-// searchableTempDir is a t.TempDir whose parents a container's init,
-// running as an unprivileged host UID, can traverse.
-func searchableTempDir(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// freeSubnet returns a random 10.x.y.0/24 that no host route uses, by
-// letting engine.New check it.
-func freeNetwork(t testing.TB, root string) (bridge, subnet string, eng *engine.Engine) {
-	t.Helper()
-	bridge = "bd" + randHex(4)
-	var err error
-	for i := 0; i < 30; i++ {
-		a, _ := rand.Int(rand.Reader, big.NewInt(200))
-		b, _ := rand.Int(rand.Reader, big.NewInt(256))
-		subnet = fmt.Sprintf("10.%d.%d.0/24", 20+a.Int64(), b.Int64())
-		eng, err = engine.New(engine.Config{Root: root, BridgeName: bridge, Subnet: subnet, Logger: slog.New(slog.DiscardHandler)})
-		if err == nil {
-			return bridge, subnet, eng
-		}
-	}
-	t.Fatalf("new engine: %v", err)
-	return "", "", nil
-}
-
 // env is one test's berth: engine, image store, router, store and deployer.
 type env struct {
 	t      testing.TB
 	dir    string
-	root   string // engine root
-	bridge string
-	subnet string
+	engCfg engine.Config // reopens the engine as a restarted daemon would
 	eng    *engine.Engine
 	images *builder.Store
 	base   *builder.Image
@@ -109,29 +47,10 @@ type env struct {
 // newEnv builds a test environment; cfg tweaks the deployer's config.
 func newEnv(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
-	requireRoot(t)
-	e := &env{t: t, dir: searchableTempDir(t), domain: "berth.test"}
-	e.root = filepath.Join(e.dir, "containers")
-	e.bridge, e.subnet, e.eng = freeNetwork(t, e.root)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		// Every engine over this root sees the same containers.
-		infos, err := e.eng.List()
-		if err != nil {
-			t.Errorf("list containers: %v", err)
-		}
-		for _, in := range infos {
-			if err := e.eng.Delete(ctx, in.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
-				t.Errorf("delete container %s: %v", in.ID, err)
-			}
-		}
-		if err := e.eng.GC(ctx); err != nil {
-			t.Errorf("engine gc: %v", err)
-		}
-		if err := e.eng.RemoveNetwork(); err != nil {
-			t.Errorf("remove network: %v", err)
-		}
-	})
+	testenv.RequireRoot(t)
+	testenv.RequireBusybox(t)
+	e := &env{t: t, dir: stacktest.SearchableTempDir(t), domain: "berth.test"}
+	e.eng, e.engCfg = stacktest.NewEngine(t, filepath.Join(e.dir, "containers"), "bd")
 	var err error
 	e.images, err = builder.NewStore(filepath.Join(e.dir, "data"), nil)
 	if err != nil {
@@ -141,7 +60,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	if err != nil {
 		t.Fatalf("create busybox base: %v", err)
 	}
-	e.rt, e.rtAddr = newTestRouter(t)
+	e.rt, e.rtAddr = stacktest.ServeRouter(t)
 	e.svc = platform.New(pgtest.New(t), nil)
 	e.cfg = Config{
 		DataDir:         filepath.Join(e.dir, "data"),
@@ -158,27 +77,6 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	}
 	e.d = e.newDeployer(e.eng)
 	return e
-}
-
-// newTestRouter serves a router on a loopback port until the test ends.
-func newTestRouter(t testing.TB) (*router.Router, string) {
-	t.Helper()
-	rt, err := router.New(router.Config{HTTPAddr: "127.0.0.1:0", FailTimeout: 200 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- rt.ServeListeners(ctx, ln, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-	})
-	return rt, ln.Addr().String()
 }
 
 // newDeployer makes a Deployer over eng, closed at cleanup.

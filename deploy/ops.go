@@ -66,11 +66,7 @@ func progress(out io.Writer) *syncWriter {
 // stopped app is started again. Deploy records are the caller's: the push
 // hook marks its own.
 func (d *Deployer) Rollout(ctx context.Context, app string, rel platform.Release, out io.Writer) error {
-	a, err := d.app(app)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock(ctx, a)
+	a, unlock, err := d.lock(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -109,16 +105,20 @@ func progressWriter(out io.Writer) io.Writer {
 	return out
 }
 
-// lock takes the app's operation lock: in this process (a.op) and across
+// lock finds app and takes its operation lock: in this process (a.op) and across
 // processes (platform's rollout lock).
-func (d *Deployer) lock(ctx context.Context, a *appRun) (func(), error) {
+func (d *Deployer) lock(ctx context.Context, app string) (*appRun, func(), error) {
+	a, err := d.app(app)
+	if err != nil {
+		return nil, nil, err
+	}
 	a.op.Lock()
 	unlock, err := d.st.LockApp(ctx, a.name)
 	if err != nil {
 		a.op.Unlock()
-		return nil, fmt.Errorf("lock app %s: %w", a.name, err)
+		return nil, nil, fmt.Errorf("lock app %s: %w", a.name, err)
 	}
-	return func() {
+	return a, func() {
 		unlock()
 		a.op.Unlock()
 	}, nil
@@ -336,11 +336,7 @@ func (d *Deployer) startChecked(ctx context.Context, a *appRun, img *Image, spec
 // removed ones leave it before they are stopped. Other types and
 // instances are not touched.
 func (d *Deployer) Converge(ctx context.Context, app string, out io.Writer) error {
-	a, err := d.app(app)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock(ctx, a)
+	a, unlock, err := d.lock(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -447,11 +443,7 @@ func splitProc(proc string) (string, int) {
 // processType is empty) with fresh ones of the same release; web
 // instances are replaced without downtime, as in a rollout.
 func (d *Deployer) Restart(ctx context.Context, app, processType string, out io.Writer) error {
-	a, err := d.app(app)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock(ctx, a)
+	a, unlock, err := d.lock(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -475,11 +467,7 @@ func (d *Deployer) Restart(ctx context.Context, app, processType string, out io.
 // (Dokku's ps:stop) and records it, so that neither crash restarts nor a
 // daemon restart start them again; the router answers 503 meanwhile.
 func (d *Deployer) StopApp(ctx context.Context, app string, out io.Writer) error {
-	a, err := d.app(app)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock(ctx, a)
+	a, unlock, err := d.lock(ctx, app)
 	if err != nil {
 		return err
 	}
@@ -508,11 +496,7 @@ func (d *Deployer) StopApp(ctx context.Context, app string, out io.Writer) error
 
 // StartApp starts a stopped app's formation again (Dokku's ps:start).
 func (d *Deployer) StartApp(ctx context.Context, app string, out io.Writer) error {
-	a, err := d.app(app)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.lock(ctx, a)
+	a, unlock, err := d.lock(ctx, app)
 	if err != nil {
 		return err
 	}

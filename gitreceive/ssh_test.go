@@ -1,7 +1,6 @@
 package gitreceive
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -102,18 +101,7 @@ func (e *sshEnv) ssh(who string, stdin string, args ...string) (string, string, 
 	defer cancel()
 	full := append(e.sshArgs(key), "berth@127.0.0.1")
 	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, "ssh", full...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("ssh: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return testenv.Run(e.t, exec.CommandContext(ctx, "ssh", full...), stdin)
 }
 
 func TestSSHCommandsAndPermissions(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/stacktest"
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 )
@@ -60,7 +61,7 @@ func newRig(t *testing.T, withDisk bool) *rig {
 	}
 	r := &rig{t: t, noDisk: !withDisk, veths: map[string]bool{}}
 	r.qroot = quotaRoot(t) // its leak check runs last
-	r.base = searchableTempDir(t)
+	r.base = stacktest.SearchableTempDir(t)
 	r.ctrRoot = filepath.Join(r.base, "containers")
 	r.rootfs = buildBusyboxRootfs(t, filepath.Join(r.base, "rootfs"))
 	r.bridge = "bq" + randomHex(t, 4)
@@ -730,23 +731,6 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// searchableTempDir is a t.TempDir whose parents others can traverse, as
-// the engine's root needs: container init runs as the app's host UID.
-func searchableTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp, _ := filepath.EvalSymlinks(os.TempDir())
-	for d := dir; d != tmp && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // buildBusyboxRootfs makes a tiny rootfs layer at root from the host's

@@ -4,11 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -24,6 +21,7 @@ import (
 	"github.com/berthhq/berth/deploy"
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/pgtest"
+	"github.com/berthhq/berth/internal/stacktest"
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/platform"
 	"github.com/berthhq/berth/router"
@@ -63,29 +61,14 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// requireContainers skips (outside CI) where real containers cannot run.
-func requireContainers(t testing.TB) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if _, err := os.Stat(builder.DefaultBusybox); err != nil {
-		testenv.Skip(t, "needs Debian's busybox-static at /bin/busybox for the app image (scripts/deps.sh test installs it)")
-	}
-}
-
 // newEnv builds the whole stack for one test; cfg tweaks the web config.
 func newEnv(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
-	requireContainers(t)
+	testenv.RequireRoot(t)
+	testenv.RequireBusybox(t)
 	e := &env{t: t, domain: "berth.test"}
-	e.dir = t.TempDir()
-	// Container init runs as an unprivileged host UID and must traverse
-	// to its log files.
-	for d := e.dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.newEngine()
+	e.dir = stacktest.SearchableTempDir(t)
+	e.eng, _ = stacktest.NewEngine(t, filepath.Join(e.dir, "containers"), "bw")
 	var err error
 	e.images, err = builder.NewStore(filepath.Join(e.dir, "data"), nil)
 	if err != nil {
@@ -95,7 +78,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	if err != nil {
 		t.Fatalf("create busybox base: %v", err)
 	}
-	e.newRouter()
+	e.rt, e.rtAddr = stacktest.ServeRouter(t)
 	e.svc = platform.New(pgtest.New(t), nil)
 	e.dep, err = deploy.New(deploy.Config{
 		DataDir: filepath.Join(e.dir, "data"), Domain: e.domain,
@@ -141,67 +124,6 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 		}
 	})
 	return e
-}
-
-// newEngine makes an engine on a fresh bridge with a random private subnet
-// no host route uses; cleanup removes its containers and the bridge.
-func (e *env) newEngine() {
-	t := e.t
-	t.Helper()
-	root := filepath.Join(e.dir, "containers")
-	var err error
-	for i := 0; i < 30; i++ {
-		a, _ := rand.Int(rand.Reader, big.NewInt(200))
-		b, _ := rand.Int(rand.Reader, big.NewInt(256))
-		subnet := fmt.Sprintf("10.%d.%d.0/24", 20+a.Int64(), b.Int64())
-		e.eng, err = engine.New(engine.Config{Root: root, BridgeName: "bw" + randHex(4), Subnet: subnet, Logger: slog.New(slog.DiscardHandler)})
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("new engine: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		infos, err := e.eng.List()
-		if err != nil {
-			t.Errorf("list containers: %v", err)
-		}
-		for _, in := range infos {
-			if err := e.eng.Delete(ctx, in.ID); err != nil && !errors.Is(err, engine.ErrNotFound) {
-				t.Errorf("delete container %s: %v", in.ID, err)
-			}
-		}
-		if err := e.eng.GC(ctx); err != nil {
-			t.Errorf("engine gc: %v", err)
-		}
-		if err := e.eng.RemoveNetwork(); err != nil {
-			t.Errorf("remove network: %v", err)
-		}
-	})
-}
-
-// newRouter serves a router on a loopback port until the test ends.
-func (e *env) newRouter() {
-	t := e.t
-	t.Helper()
-	rt, err := router.New(router.Config{HTTPAddr: "127.0.0.1:0", FailTimeout: 200 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- rt.ServeListeners(ctx, ln, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-	})
-	e.rt, e.rtAddr = rt, ln.Addr().String()
 }
 
 // webCommand is the busybox web process: it serves a page on $PORT and,

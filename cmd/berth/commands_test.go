@@ -2,12 +2,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // ssh runs `ssh berth@127.0.0.1 ARGS…` as the pusher's user.
@@ -15,18 +16,7 @@ func (p *pusher) ssh(stdin string, args ...string) (string, string, int) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := p.sshCmd(ctx, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		p.t.Fatalf("ssh: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return testenv.Run(p.t, p.sshCmd(ctx, args...), stdin)
 }
 
 func (p *pusher) sshCmd(ctx context.Context, args ...string) *exec.Cmd {

@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -109,4 +111,31 @@ func (w *tWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// RequireBusybox skips (outside CI) unless Debian's busybox-static is at
+// /bin/busybox, where the tests' container images get their userland.
+func RequireBusybox(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		Skip(t, "needs Debian's busybox-static at /bin/busybox (scripts/deps.sh test installs it)")
+	}
+}
+
+// Run runs cmd with stdin and returns its stdout, stderr and exit code; a
+// command that cannot be started at all fails the test.
+func Run(t testing.TB, cmd *exec.Cmd, stdin string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s: %v", cmd.Path, err)
+	}
+	return out.String(), errb.String(), code
 }
