@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/stacktest"
+	"github.com/berthhq/berth/internal/testenv"
 
 	"github.com/berthhq/berth/engine"
 	"golang.org/x/sys/unix"
@@ -61,7 +62,7 @@ func newCachedEnv(t *testing.T) (*testEnv, string) {
 	needDebootstrap(t)
 	lockTestCache(t)
 	token := randHex(8)
-	dir := stacktest.SearchableTempDir(t)
+	dir := testenv.SearchableTempDir(t)
 	s, err := NewStore(filepath.Join(testCacheDir, "builder-store"), nil)
 	if err != nil {
 		t.Fatal(err)

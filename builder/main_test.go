@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/stacktest"
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -66,7 +67,7 @@ type testEnv struct {
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	needRoot(t)
-	dir := stacktest.SearchableTempDir(t)
+	dir := testenv.SearchableTempDir(t)
 	return newTestEnvAt(t, dir)
 }
 

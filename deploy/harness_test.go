@@ -49,7 +49,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBusybox(t)
-	e := &env{t: t, dir: stacktest.SearchableTempDir(t), domain: "berth.test"}
+	e := &env{t: t, dir: testenv.SearchableTempDir(t), domain: "berth.test"}
 	e.eng, e.engCfg = stacktest.NewEngine(t, filepath.Join(e.dir, "containers"), "bd")
 	var err error
 	e.images, err = builder.NewStore(filepath.Join(e.dir, "data"), nil)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/berthhq/berth/internal/units"
 )
 
 // Limits on names and values. The SSH parser, the web forms and the API all
@@ -28,13 +30,13 @@ const (
 	// MinDisk is the smallest disk limit.
 	MinDisk = 1 << 20
 	// MaxSize is the largest memory or disk limit (1 PiB).
-	MaxSize = 1 << 50
+	MaxSize = units.MaxSize
 	// MinCPUMillis and MaxCPUMillis bound the CPU limit (0.01 to 1024 CPUs).
 	MinCPUMillis, MaxCPUMillis = 10, 1024 * 1000
 	// MaxPIDs is the largest pids limit (the kernel's pid_max ceiling).
 	MaxPIDs = 4194304
 	// MinRate and MaxRate bound the network limit in bits per second.
-	MinRate, MaxRate = 8000, 1_000_000_000_000
+	MinRate, MaxRate = units.MinRate, units.MaxRate
 )
 
 var (
@@ -235,14 +237,6 @@ func splitNumber(s string) (float64, string, bool) {
 	return v, s[i:], true
 }
 
-var sizeUnits = map[string]float64{
-	"b": 1,
-	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "": 1 << 20,
-	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
-	"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
-}
-
 // ParseSize parses a memory or disk size: "512m", "1g", "1.5GiB", "64k",
 // "100b". Units are binary (k = 1024); a bare number means megabytes, as in
 // Dokku's resource:limit. "0", "none" and "unlimited" give 0 (no limit).
@@ -255,33 +249,20 @@ func parseSize(field, s string) (int64, error) {
 	if isUnlimited(t) {
 		return 0, nil
 	}
-	v, unit, ok := splitNumber(t)
-	mult, known := sizeUnits[unit]
-	if !ok || !known {
-		return 0, invalid(field, shown(s), "give a size such as 512m or 1g (units b, k, m, g, t)")
+	b, err := units.ParseSize(t, units.MiB)
+	if err != nil {
+		return 0, invalid(field, shown(s), err.Error())
 	}
-	b := v * mult
-	if b > MaxSize {
-		return 0, invalid(field, shown(s), "at most 1 PiB")
-	}
-	return int64(math.Round(b)), nil
+	return b, nil
 }
 
 // FormatSize prints a byte count the way ParseSize reads it, in the largest
-// unit that divides it exactly: 536870912 is "512m".
+// unit that divides it exactly: 536870912 is "512m"; 0 is "unlimited".
 func FormatSize(b int64) string {
 	if b == 0 {
 		return "unlimited"
 	}
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
-		if b%u.mult == 0 {
-			return strconv.FormatInt(b/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(b, 10) + "b"
+	return units.FormatSize(b)
 }
 
 // ParseCPU parses a CPU limit in CPUs ("0.5", "2") or millicpus ("500m")
@@ -315,10 +296,6 @@ func FormatCPU(m int64) string {
 	return strconv.FormatFloat(float64(m)/1000, 'f', -1, 64)
 }
 
-var rateUnits = map[string]float64{
-	"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
-}
-
 // ParseRate parses a network rate in bits per second with tc's units:
 // "10mbit", "500kbit", "1gbit" (decimal: k = 1000). A unit is required,
 // because tc's "mbps" means megabytes. "0", "none" and "unlimited" give 0.
@@ -327,36 +304,20 @@ func ParseRate(s string) (int64, error) {
 	if isUnlimited(t) {
 		return 0, nil
 	}
-	v, unit, ok := splitNumber(t)
-	mult, known := rateUnits[unit]
-	if !ok || !known {
-		hint := "give a rate such as 10mbit (units bit, kbit, mbit, gbit)"
-		if strings.HasSuffix(unit, "bps") {
-			hint = "write bits per second as kbit, mbit or gbit (10mbit)"
-		}
-		return 0, invalid("network", shown(s), hint)
+	r, err := units.ParseRate(t)
+	if err != nil {
+		return 0, invalid("network", shown(s), err.Error())
 	}
-	r := v * mult
-	if r < MinRate || r > MaxRate {
-		return 0, invalid("network", shown(s), "use 8kbit to 1tbit")
-	}
-	return int64(math.Round(r)), nil
+	return r, nil
 }
 
-// FormatRate prints bits per second the way ParseRate reads it.
+// FormatRate prints bits per second the way ParseRate reads it; 0 is
+// "unlimited".
 func FormatRate(bps int64) string {
 	if bps == 0 {
 		return "unlimited"
 	}
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"tbit", 1e12}, {"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}} {
-		if bps%u.mult == 0 {
-			return strconv.FormatInt(bps/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(bps, 10) + "bit"
+	return units.FormatRate(bps)
 }
 
 // ParsePIDs parses a process-count limit. "0", "none" and "unlimited" give 0.

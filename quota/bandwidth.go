@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+
+	"github.com/berthhq/berth/internal/units"
 )
 
 // ifbAliasPrefix marks the ifb devices this package made; the rest of the
@@ -18,11 +20,11 @@ func IFBName(hostVeth string) string {
 	return "ifb" + hex.EncodeToString(sum[:6])
 }
 
-// checkRate refuses rates outside what ParseRate accepts; zero means
-// "no cap".
+// checkRate refuses rates outside what units.ParseRate accepts; zero
+// means "no cap".
 func checkRate(bits uint64) error {
-	if bits != 0 && (bits < MinRate || bits > MaxRate) {
-		return fmt.Errorf("check rate %d bit/s: must be 0 (no cap) or between %s and %s: %w", bits, FormatRate(MinRate), FormatRate(MaxRate), ErrInvalidRate)
+	if bits != 0 && (bits < uint64(units.MinRate) || bits > uint64(units.MaxRate)) {
+		return fmt.Errorf("check rate %d bit/s: must be 0 (no cap) or between %s and %s: %w", bits, units.FormatRate(units.MinRate), units.FormatRate(units.MaxRate), ErrInvalidRate)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/units"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -201,10 +203,7 @@ func (p *nsPair) shaping(t *testing.T) (rootTbf, ingress, ifb bool) {
 
 func TestBandwidthCap(t *testing.T) {
 	p := newNSPair(t)
-	limit, err := ParseRate("10mbit")
-	if err != nil {
-		t.Fatal(err)
-	}
+	const limit = 10_000_000 // 10mbit
 	const n = 3 << 20
 
 	in, out := p.rates(t, 16<<20)
@@ -228,7 +227,7 @@ func TestBandwidthCap(t *testing.T) {
 		rate float64
 	}{{"into the container", in}, {"out of the container", out}} {
 		if r.rate < 0.8*float64(limit) || r.rate > 1.2*float64(limit) {
-			t.Errorf("%s: %.2f mbit/s, want within 20%% of %s", r.dir, r.rate/1e6, FormatRate(limit))
+			t.Errorf("%s: %.2f mbit/s, want within 20%% of %s", r.dir, r.rate/1e6, units.FormatRate(limit))
 		}
 	}
 
@@ -297,7 +296,7 @@ func TestSetBandwidthRefuses(t *testing.T) {
 		wantInvalid bool
 	}{
 		{name: "rate too low", veth: p.hostVeth, in: 100, wantInvalid: true},
-		{name: "rate absurd", veth: p.hostVeth, out: MaxRate + 1, wantInvalid: true},
+		{name: "rate absurd", veth: p.hostVeth, out: uint64(units.MaxRate) + 1, wantInvalid: true},
 		{name: "no such veth", veth: "nosuchveth0", in: 10_000_000},
 	}
 	for _, tt := range tests {

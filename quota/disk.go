@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/berthhq/berth/internal/units"
 )
 
 // Disk driver names, as written in config and shown by `berth info`.
@@ -318,8 +320,8 @@ func (d *Disk) Ensure(ctx context.Context, app string, hostUID int, limitBytes i
 
 // checkLimit refuses limits no driver should be given.
 func checkLimit(limit int64) error {
-	if limit < MinDiskLimit || limit > MaxSize {
-		return fmt.Errorf("check limit %d bytes: must be between %s and %s: %w", limit, FormatSize(MinDiskLimit), FormatSize(MaxSize), ErrInvalidSize)
+	if limit < MinDiskLimit || limit > units.MaxSize {
+		return fmt.Errorf("check limit %d bytes: must be between %s and %s: %w", limit, units.FormatSize(MinDiskLimit), units.FormatSize(units.MaxSize), ErrInvalidSize)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/berthhq/berth/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -389,7 +390,7 @@ func TestEnsureValidation(t *testing.T) {
 		{name: "root uid", app: "ok", uid: 0, limit: 64 * mib, want: ErrInvalidLimit},
 		{name: "tiny limit", app: "ok", uid: 5000, limit: 1024, want: ErrInvalidSize},
 		{name: "negative limit", app: "ok", uid: 5000, limit: -1, want: ErrInvalidSize},
-		{name: "absurd limit", app: "ok", uid: 5000, limit: MaxSize + 1, want: ErrInvalidSize},
+		{name: "absurd limit", app: "ok", uid: 5000, limit: units.MaxSize + 1, want: ErrInvalidSize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,8 +63,8 @@
 //
 // # Values
 //
-// ParseSize, ParseRate, ParseCPU, ParsePIDs and ParseLimitArgs parse the
-// `resource:limit` command line and refuse negative, unknown-unit and
-// absurdly large values with errors saying what to write instead; Report
-// renders `resource:report`.
+// The command layer (platform) parses `resource:limit` values with
+// internal/units, which this package also prints sizes and rates with;
+// limits reaching this package are checked against the same bounds. Report
+// renders the disk part of `resource:report`.
 package quota

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/berthhq/berth/internal/units"
+
 	"github.com/berthhq/berth/engine"
 )
 
@@ -161,7 +163,7 @@ func (q *EngineQuota) PrepareUpper(ctx context.Context, id string, spec *engine.
 		return dir, nil
 	}
 	if q.disk == nil {
-		return "", fmt.Errorf("prepare upper dir of %s: a %s disk limit needs a disk quota driver, and none works on this host: %w", id, FormatSize(limit), ErrDriverUnavailable)
+		return "", fmt.Errorf("prepare upper dir of %s: a %s disk limit needs a disk quota driver, and none works on this host: %w", id, units.FormatSize(limit), ErrDriverUnavailable)
 	}
 	name := q.quotaName(id, spec)
 	appDir, err := q.disk.Ensure(ctx, name, int(spec.IDMap.HostUID), limit)
@@ -171,7 +173,7 @@ func (q *EngineQuota) PrepareUpper(ctx context.Context, id string, spec *engine.
 	dir := filepath.Join(appDir, id)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.ENOSPC) {
-			err = fmt.Errorf("prepare upper dir of %s: %s is at its disk limit of %s (its other containers' writes fill it): raise the limit with resource:limit or retire containers first: %w", id, name, FormatSize(limit), err)
+			err = fmt.Errorf("prepare upper dir of %s: %s is at its disk limit of %s (its other containers' writes fill it): raise the limit with resource:limit or retire containers first: %w", id, name, units.FormatSize(limit), err)
 		} else {
 			err = fmt.Errorf("prepare upper dir of %s: %w", id, err)
 		}

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/engine"
-	"github.com/berthhq/berth/internal/stacktest"
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 )
@@ -61,7 +61,7 @@ func newRig(t *testing.T, withDisk bool) *rig {
 	}
 	r := &rig{t: t, noDisk: !withDisk, veths: map[string]bool{}}
 	r.qroot = quotaRoot(t) // its leak check runs last
-	r.base = stacktest.SearchableTempDir(t)
+	r.base = testenv.SearchableTempDir(t)
 	r.ctrRoot = filepath.Join(r.base, "containers")
 	r.rootfs = buildBusyboxRootfs(t, filepath.Join(r.base, "rootfs"))
 	r.bridge = "bq" + randomHex(t, 4)

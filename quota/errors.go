@@ -5,14 +5,12 @@ import "errors"
 // Sentinel errors returned (wrapped) by the quota package. Check them with
 // errors.Is.
 var (
-	// ErrInvalidSize means a disk or memory size could not be parsed or is
-	// out of range.
+	// ErrInvalidSize means a disk size is out of range.
 	ErrInvalidSize = errors.New("invalid size")
-	// ErrInvalidRate means a network rate could not be parsed or is out of
-	// range.
+	// ErrInvalidRate means a network rate is out of range.
 	ErrInvalidRate = errors.New("invalid rate")
-	// ErrInvalidLimit means a resource:limit argument (cpu, pids, flag) is
-	// malformed or out of range.
+	// ErrInvalidLimit means a limit cannot be applied as asked (e.g. a
+	// disk quota for the root uid).
 	ErrInvalidLimit = errors.New("invalid limit")
 	// ErrInvalidApp means an app name cannot be used as a quota name.
 	ErrInvalidApp = errors.New("invalid app name")

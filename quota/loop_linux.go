@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/berthhq/berth/internal/units"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -211,7 +213,7 @@ func (l *loopDriver) applyLimit(ctx context.Context, app string, a *appState, li
 	}
 	if err := unix.Fallocate(int(f.Fd()), 0, 0, want); err != nil {
 		if errors.Is(err, unix.ENOSPC) {
-			return fmt.Errorf("lower limit to %s: the app already uses %s; delete files first: %w", FormatSize(limit), HumanSize(used), ErrShrinkUnsupported)
+			return fmt.Errorf("lower limit to %s: the app already uses %s; delete files first: %w", units.FormatSize(limit), units.HumanSize(used), ErrShrinkUnsupported)
 		}
 		return fmt.Errorf("grow reserve: %w", err)
 	}
@@ -240,7 +242,7 @@ func (l *loopDriver) grow(ctx context.Context, app string, by int64) error {
 		return err
 	}
 	if _, err := run(ctx, "resize2fs", dev); err != nil {
-		return fmt.Errorf("grow loop filesystem beyond its %s image (online ext4 resize needs CAP_SYS_RESOURCE): %w", HumanSize(fi.Size()), err)
+		return fmt.Errorf("grow loop filesystem beyond its %s image (online ext4 resize needs CAP_SYS_RESOURCE): %w", units.HumanSize(fi.Size()), err)
 	}
 	l.logger.Info("loop image grown", "app", app, "size", newSize)
 	return nil

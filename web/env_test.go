@@ -67,7 +67,7 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 	testenv.RequireRoot(t)
 	testenv.RequireBusybox(t)
 	e := &env{t: t, domain: "berth.test"}
-	e.dir = stacktest.SearchableTempDir(t)
+	e.dir = testenv.SearchableTempDir(t)
 	e.eng, _ = stacktest.NewEngine(t, filepath.Join(e.dir, "containers"), "bw")
 	var err error
 	e.images, err = builder.NewStore(filepath.Join(e.dir, "data"), nil)

@@ -1,7 +1,6 @@
 // Package stacktest holds the harness that tests running berth's real stack
-// share: a searchable temporary directory for container init, an engine on
-// a private bridge and subnet that cleans up after itself, and a router on
-// a loopback port.
+// share: an engine on a private bridge and subnet that cleans up after
+// itself, and a router on a loopback port.
 //
 // The engine package's own tests cannot use it (it imports engine).
 package stacktest
@@ -14,8 +13,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,23 +20,6 @@ import (
 	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/router"
 )
-
-// SearchableTempDir is a t.TempDir, symlinks resolved, whose parents a
-// container's init, running as an unprivileged host UID, can traverse.
-func SearchableTempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp, _ := filepath.EvalSymlinks(os.TempDir())
-	for d := dir; d != tmp && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // NewEngine makes an engine over root on a fresh bridge (prefix plus a
 // random suffix) and a random 10.x.y.0/24 subnet no host route uses, and

@@ -139,3 +139,20 @@ func Run(t testing.TB, cmd *exec.Cmd, stdin string) (stdout, stderr string, code
 	}
 	return out.String(), errb.String(), code
 }
+
+// SearchableTempDir is a t.TempDir, symlinks resolved, whose parents a
+// container's init, running as an unprivileged host UID, can traverse.
+func SearchableTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, _ := filepath.EvalSymlinks(os.TempDir())
+	for d := dir; d != tmp && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
