@@ -207,7 +207,7 @@ func builtinSpecs() map[string]*spec {
 		{name: "certs:add", usage: "APP HOSTNAME  (certificate chain and key, PEM, on stdin)", summary: "serve one of an app's domains over TLS with an uploaded certificate", minArgs: 2, maxArgs: 2, run: (*Commands).certsAdd},
 		{name: "certs:remove", usage: "APP HOSTNAME", summary: "remove an uploaded certificate", minArgs: 2, maxArgs: 2, run: (*Commands).certsRemove},
 		{name: "certs:list", usage: "APP", summary: "list an app's uploaded certificates", minArgs: 1, maxArgs: 1, run: (*Commands).certsList},
-		{name: "resource:limit", usage: "APP [-p TYPE] [--memory 512m] [--cpu 0.5] [--pids 256] [--disk 1g] [--network 10mbit]", summary: "set resource limits of a process type (applied on restart)", minArgs: 1, maxArgs: 1,
+		{name: "resource:limit", usage: "APP [-p TYPE] [--memory 512m] [--cpu 0.5] [--pids 256] [--disk 1g] [--network 10mbit]", summary: "set resource limits of a process type (applied on restart); --disk is the whole app's", minArgs: 1, maxArgs: 1,
 			flags: func(fs *flag.FlagSet, inv *Invocation) {
 				inv.stringFlag(fs, "p", "web", "process type")
 				for _, n := range limitNames {

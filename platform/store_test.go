@@ -565,6 +565,29 @@ func TestFormationAndLimits(t *testing.T) {
 	if err != nil || p.Limits.PIDs != 0 || p.Limits.MemoryBytes != 512<<20 {
 		t.Fatalf("after clearing pids: %+v, %v", p, err)
 	}
+	// The disk limit is the app's: set through one type, every type has it.
+	disk := func() map[string]int64 {
+		procs, err := e.svc.Formation(ctx, e.alice, "shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]int64{}
+		for _, p := range procs {
+			m[p.Type] = p.Limits.DiskBytes
+		}
+		return m
+	}
+	if d := disk(); d["web"] != 1<<30 || d["worker"] != 1<<30 {
+		t.Fatalf("disk limits after setting web's: %v, want 1g for both", d)
+	}
+	half := int64(512 << 20)
+	p, err = e.svc.SetLimits(ctx, e.alice, "shop", "worker", platform.LimitChange{DiskBytes: &half})
+	if err != nil || p.Limits.MemoryBytes != 0 {
+		t.Fatalf("worker after lowering the disk limit: %+v, %v (its memory limit must stay its own)", p, err)
+	}
+	if d := disk(); d["web"] != half || d["worker"] != half {
+		t.Fatalf("disk limits after lowering through worker: %v, want 512m for both", d)
+	}
 	_, err = platform.ParseLimitChange(map[string]string{"memory": "lots"})
 	wantErr(t, err, platform.ErrInvalid, "memory")
 	// The next release snapshots the formation.
