@@ -735,6 +735,20 @@ func TestUsersKeysAndAuth(t *testing.T) {
 	}
 	_, err = e.svc.CreateAPIToken(ctx, e.bob, "ci")
 	wantErr(t, err, platform.ErrExists)
+	if _, err := e.svc.CreateAPIToken(ctx, e.bob, "backup"); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := e.svc.APITokens(ctx, e.bob)
+	if err != nil || len(toks) != 2 || toks[0].Name != "backup" || toks[1].Name != "ci" ||
+		!toks[0].LastUsedAt.IsZero() || toks[1].LastUsedAt.IsZero() || toks[1].CreatedAt.IsZero() {
+		t.Fatalf("bob's tokens = %+v, %v; want backup (never used) and ci (used)", toks, err)
+	}
+	if toks, err := e.svc.APITokens(ctx, e.alice); err != nil || len(toks) != 0 {
+		t.Fatalf("alice sees tokens %+v, %v", toks, err)
+	}
+	if _, err := e.svc.APITokens(ctx, platform.System()); !errors.Is(err, platform.ErrForbidden) {
+		t.Fatalf("system actor lists tokens: %v", err)
+	}
 
 	// Deleting a user removes their keys; their apps stay.
 	mustApp(t, e, e.alice, "kept")

@@ -446,6 +446,41 @@ func (s *Service) ActorForAPIToken(ctx context.Context, token string) (Actor, er
 	return u.Actor(), nil
 }
 
+// APIToken describes one of a user's API tokens; the token itself is
+// never stored, so it is not here.
+type APIToken struct {
+	// Name labels the token.
+	Name string
+	// CreatedAt is when it was made.
+	CreatedAt time.Time
+	// LastUsedAt is when it last authenticated a request; zero if never.
+	LastUsedAt time.Time
+}
+
+// APITokens lists the actor's own API tokens by name.
+func (s *Service) APITokens(ctx context.Context, actor Actor) ([]APIToken, error) {
+	if err := actor.valid(); err != nil || actor.system {
+		return nil, forbidden("API tokens are for users")
+	}
+	rows, err := s.pool.Query(ctx, `select name, created_at, coalesce(last_used_at, 'epoch'::timestamptz)
+		from api_tokens where user_id = $1 order by name`, actor.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	toks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIToken, error) {
+		var t APIToken
+		err := r.Scan(&t.Name, &t.CreatedAt, &t.LastUsedAt)
+		if t.LastUsedAt.Equal(time.Unix(0, 0)) {
+			t.LastUsedAt = time.Time{}
+		}
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	return toks, nil
+}
+
 // DeleteAPIToken deletes one of the actor's tokens by name.
 func (s *Service) DeleteAPIToken(ctx context.Context, actor Actor, name string) error {
 	if err := actor.valid(); err != nil {

@@ -77,6 +77,7 @@ func (s *Server) apiTable() []apiRoute {
 		{method: "GET", path: "/keys", summary: "SSH keys: yours, ?user=NAME (admin: anyone's, empty: all)", status: 200, result: "array of key", handler: s.apiKeys},
 		{method: "POST", path: "/keys", summary: "add an SSH key (keys:add)", body: obj([]string{"public_key"}, map[string]any{"public_key": str, "name": str, "user": str}), status: 201, result: "key", handler: s.apiAddKey},
 		{method: "DELETE", path: "/keys/:name", summary: "remove an SSH key by name or fingerprint (keys:remove); ?user=NAME", status: 204, handler: s.apiRemoveKey},
+		{method: "GET", path: "/tokens", summary: "your API tokens: name, created_at, last_used_at (the tokens themselves are never stored)", status: 200, result: "array of token", handler: s.apiTokens},
 		{method: "POST", path: "/tokens", summary: "create an API token; it is shown only in this response", body: obj([]string{"name"}, map[string]any{"name": str}), status: 201, result: "token", handler: s.apiCreateToken},
 		{method: "DELETE", path: "/tokens/:name", summary: "delete one of your API tokens", status: 204, handler: s.apiDeleteToken},
 		{method: "GET", path: "/users", summary: "list users (users:list)", status: 200, result: "array of user", admin: true, handler: s.apiUsers},
@@ -689,6 +690,28 @@ func (s *Server) apiRemoveKey(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+type apiToken struct {
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+func (s *Server) apiTokens(c echo.Context) error {
+	toks, err := s.svc.APITokens(c.Request().Context(), actorOf(c))
+	if err != nil {
+		return err
+	}
+	out := make([]apiToken, 0, len(toks))
+	for _, t := range toks {
+		a := apiToken{Name: t.Name, CreatedAt: t.CreatedAt}
+		if !t.LastUsedAt.IsZero() {
+			a.LastUsedAt = &t.LastUsedAt
+		}
+		out = append(out, a)
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) apiCreateToken(c echo.Context) error {

@@ -354,6 +354,24 @@ func TestAPI(t *testing.T) {
 			}
 		}},
 		{name: "new token works", as: "new", method: "GET", path: "/me", status: 200, want: `"name":"ann"`},
+		{name: "list tokens", as: "ann", method: "GET", path: "/tokens", status: 200, check: func(t *testing.T, b []byte) {
+			toks := decode[[]map[string]any](t, b)
+			var names []string
+			for _, tk := range toks {
+				names = append(names, tk["name"].(string))
+				if _, secret := tk["token"]; secret {
+					t.Errorf("the token list shows a token: %s", b)
+				}
+			}
+			if !slices.Contains(names, "ci") {
+				t.Errorf("token list %s lacks ci", b)
+			}
+		}},
+		{name: "others' tokens are not listed", as: "ben", method: "GET", path: "/tokens", status: 200, check: func(t *testing.T, b []byte) {
+			if strings.Contains(string(b), `"ci"`) {
+				t.Errorf("ben sees ann's token: %s", b)
+			}
+		}},
 		{name: "create token twice", as: "ann", method: "POST", path: "/tokens", body: `{"name":"ci"}`, status: 409},
 		{name: "create token bad name", as: "ann", method: "POST", path: "/tokens", body: `{"name":"no spaces please"}`, status: 400, want: "token name"},
 		{name: "delete another's token", as: "ben", method: "DELETE", path: "/tokens/ci", status: 404},

@@ -355,6 +355,13 @@ func TestBrowser(t *testing.T) {
 	if _, err := e.svc.ActorForAPIToken(context.Background(), token); err != nil {
 		t.Errorf("the token the page showed does not work: %v", err)
 	}
+	b.open("/account")
+	b.waitFor("the token in the list, used once", `document.querySelector('tr.token[data-token="ci"]').cells[2].textContent !== "never"`)
+	b.submit(`tr.token[data-token="ci"] button`)
+	b.waitFor("the token gone", `!document.querySelector('tr.token[data-token="ci"]')`)
+	if _, err := e.svc.ActorForAPIToken(context.Background(), token); err == nil {
+		t.Errorf("the deleted token still works")
+	}
 	b.open("/admin")
 	b.waitFor("the users", `!!document.querySelector('tr[data-user="grace"]')`)
 	b.shot("10-admin")

@@ -467,6 +467,7 @@ func (s *Server) destroyForm(c echo.Context) error {
 type accountData struct {
 	User     platform.User
 	Keys     []platform.Key
+	Tokens   []platform.APIToken
 	NewToken string
 	TokenFor string
 }
@@ -485,7 +486,11 @@ func (s *Server) renderAccount(c echo.Context, token, tokenName string) error {
 	if err != nil {
 		return err
 	}
-	d := accountData{User: u, Keys: keys, NewToken: token, TokenFor: tokenName}
+	tokens, err := s.svc.APITokens(ctx, actor)
+	if err != nil {
+		return err
+	}
+	d := accountData{User: u, Keys: keys, Tokens: tokens, NewToken: token, TokenFor: tokenName}
 	return s.render(c, http.StatusOK, "account", &page{Title: "Account", Section: "account", Data: d})
 }
 
