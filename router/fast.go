@@ -54,6 +54,34 @@ type fastServer struct {
 	shutting atomic.Bool
 	mu       sync.Mutex
 	conns    map[*fconn]struct{}
+	// loops serve most keep-alive requests (evloop_linux.go); nil where
+	// there are none, and every connection has its goroutine.
+	loops *evLoops
+}
+
+// newFastServer serves plain HTTP on ln; the event loops are off when
+// noLoops is set or cannot start.
+func newFastServer(rt *Router, ln net.Listener, noLoops bool) *fastServer {
+	fs := &fastServer{rt: rt, ln: ln, conns: make(map[*fconn]struct{})}
+	if !noLoops {
+		loops, err := newEvLoops(fs)
+		if err != nil {
+			rt.logger.Warn("event loops unavailable; serving a goroutine per connection", "err", err)
+		}
+		fs.loops = loops
+	}
+	return fs
+}
+
+// adoptConn serves c on its own goroutine; pending are bytes already read
+// from it.
+func (fs *fastServer) adoptConn(c net.Conn, pending []byte) {
+	fc := &fconn{fs: fs, rt: fs.rt, c: c}
+	fc.rd.pending = pending
+	fs.mu.Lock()
+	fs.conns[fc] = struct{}{}
+	fs.mu.Unlock()
+	go fc.serve()
 }
 
 // serve accepts connections until the listener is closed.
@@ -79,11 +107,10 @@ func (fs *fastServer) serve() error {
 			continue
 		}
 		delay = 0
-		fc := &fconn{fs: fs, rt: fs.rt, c: c}
-		fs.mu.Lock()
-		fs.conns[fc] = struct{}{}
-		fs.mu.Unlock()
-		go fc.serve()
+		if fs.loops.adopt(c) {
+			continue
+		}
+		fs.adoptConn(c, nil)
 	}
 }
 
@@ -92,6 +119,8 @@ func (fs *fastServer) serve() error {
 func (fs *fastServer) shutdown(done <-chan struct{}) bool {
 	fs.shutting.Store(true)
 	fs.ln.Close()
+	fs.loops.setState(loopDrain)
+	defer fs.loops.stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -108,11 +137,12 @@ func (fs *fastServer) shutdown(done <-chan struct{}) bool {
 			}
 		}
 		fs.mu.Unlock()
-		if n == 0 {
+		if n == 0 && fs.loops.live() == 0 {
 			return true
 		}
 		select {
 		case <-done:
+			fs.loops.setState(loopClose)
 			fs.mu.Lock()
 			for fc := range fs.conns {
 				fc.c.Close()
@@ -333,6 +363,13 @@ func (fc *fconn) serveOne() bool {
 			return true
 		}
 	}
+	if !headBuffered(fc.br) {
+		// Slowloris: the rest of the head must come within
+		// ReadHeaderTimeout. A head that came in one piece skips the
+		// timer update.
+		fc.deadline = start.Add(rt.cfg.ReadHeaderTimeout).UnixNano()
+		fc.c.SetReadDeadline(time.Unix(0, fc.deadline))
+	}
 	head, discard, err := peekHead(fc.br)
 	if err != nil {
 		if errors.Is(err, errHeadTooLarge) {
@@ -364,6 +401,13 @@ func (fc *fconn) serveOne() bool {
 	return st.keep
 }
 
+// headBuffered reports whether br holds a whole head.
+func headBuffered(br *bufio.Reader) bool {
+	buf, _ := br.Peek(br.Buffered())
+	end, _ := headEnd(buf)
+	return end >= 0
+}
+
 func protoName(http10 bool) string {
 	if http10 {
 		return "HTTP/1.0"
@@ -373,13 +417,19 @@ func protoName(http10 bool) string {
 
 // requestID puts the request id in fc.id: the client's if sane, else a new one.
 func (fc *fconn) requestID(rq *fastReq) int {
+	return fc.rt.fastRequestID(&fc.id, rq)
+}
+
+// fastRequestID puts the request id in dst: the client's if sane, else a
+// new one; it returns the id's length.
+func (rt *Router) fastRequestID(dst *[128]byte, rq *fastReq) int {
 	if len(rq.id) > 0 && validRequestID(string(rq.id)) {
-		return copy(fc.id[:], rq.id)
+		return copy(dst[:], rq.id)
 	}
-	copy(fc.id[:8], fc.rt.idPrefix[:])
-	seq := fc.rt.idSeq.Add(1)
+	copy(dst[:8], rt.idPrefix[:])
+	seq := rt.idSeq.Add(1)
 	for i := 19; i >= 8; i-- {
-		fc.id[i] = hexDigits[seq&15]
+		dst[i] = hexDigits[seq&15]
 		seq >>= 4
 	}
 	return 20
@@ -410,10 +460,16 @@ func (fc *fconn) proxy(rq *fastReq, discard int, id []byte, now int64) (st fastS
 	}
 	var hb [256]byte
 	host := lowerHost(hb[:0], rq.host)
-	r := rt.table.Load().lookupBytes(host)
 	clientKeep := !rq.closeAfter && (!rq.http10 || rq.keepAlive)
 	// Error pages close HTTP/1.0 connections and those with an unread body.
 	pageCloses := !clientKeep || rq.hasBody() || rq.http10
+	if rt.redirectHTTPS(host) {
+		st.status, st.bytes = rt.writeRedirect(fc.bw, string(rq.method), host, rq.uri, pageCloses)
+		fc.bw.Flush()
+		st.keep = !pageCloses
+		return st
+	}
+	r := rt.table.Load().lookupBytes(host)
 	if r == nil {
 		st.status = http.StatusNotFound
 		st.bytes = fc.errorPage(http.StatusNotFound, "404 Not Found: no app is served at host \""+string(host)+
@@ -619,7 +675,13 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 
 // errorPage writes one of the router's plain-text pages to the client.
 func (fc *fconn) errorPage(status int, msg string, closeConn bool) int64 {
-	bw := fc.bw
+	n := writeErrorPage(fc.bw, status, msg, closeConn)
+	fc.bw.Flush()
+	return n
+}
+
+// writeErrorPage writes a plain-text page with its head to bw, unflushed.
+func writeErrorPage(bw *bufio.Writer, status int, msg string, closeConn bool) int64 {
 	bw.WriteString("HTTP/1.1 ")
 	var nb [20]byte
 	bw.Write(strconv.AppendInt(nb[:0], int64(status), 10))
@@ -635,7 +697,6 @@ func (fc *fconn) errorPage(status int, msg string, closeConn bool) int64 {
 	}
 	bw.WriteString("\r\n\r\n")
 	bw.WriteString(msg)
-	bw.Flush()
 	return int64(len(msg))
 }
 

@@ -3,7 +3,10 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
+	"net/http/httputil"
+	"strings"
 	"testing"
 )
 
@@ -68,5 +71,61 @@ func FuzzScanResponseHead(f *testing.F) {
 			writeClientHead(bw, head, &rh, mode, mode == bodyRaw)
 		}
 		bw.Flush()
+	})
+}
+
+// FuzzChunkScan feeds chunked bodies to the event loop's scanner: no
+// panic; the end it finds is where a chunked reader ends; and the answer
+// does not depend on how the bytes are split across reads.
+func FuzzChunkScan(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"3;ext=1\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\nextra",
+		"a\nabcdefghij\n0\n\n",
+		"A\r\nabcdefghij\r\n0\r\n\r\n",
+		"0\r\n\r\n",
+		"fffffffffffffffff\r\n",
+	} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, split uint8) {
+		var whole chunkScan
+		n, done, err := whole.feed(body)
+		if n > len(body) || n < 0 {
+			t.Fatalf("used %d of %d bytes", n, len(body))
+		}
+		var parts chunkScan
+		step := int(split%7) + 1
+		used, pdone := 0, false
+		var perr error
+		for off := 0; off < len(body) && !pdone && perr == nil; off += step {
+			var k int
+			k, pdone, perr = parts.feed(body[off:min(off+step, len(body))])
+			used += k
+		}
+		if done != pdone || (err == nil) != (perr == nil) || (err == nil && used != n) {
+			t.Fatalf("split reads disagree: whole (%d, %v, %v), split by %d (%d, %v, %v)", n, done, err, step, used, pdone, perr)
+		}
+		if !done || err != nil {
+			return
+		}
+		// What the scanner took for a whole body, a chunked reader reads
+		// to the end with its trailers.
+		br := bufio.NewReader(bytes.NewReader(body[:n]))
+		if _, err := io.Copy(io.Discard, httputil.NewChunkedReader(br)); err != nil {
+			t.Fatalf("chunked reader rejects %q: %v", body[:n], err)
+		}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("trailers of %q: %v", body[:n], err)
+			}
+			if strings.TrimRight(line, "\r\n") == "" {
+				break
+			}
+		}
+		if br.Buffered() != 0 {
+			t.Fatalf("scanner stopped early in %q", body[:n])
+		}
 	})
 }

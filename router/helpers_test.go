@@ -93,7 +93,12 @@ type frontend struct {
 }
 
 var frontends = []frontend{
-	{name: "fast", start: serveRouter},
+	{name: "loop", start: serveRouter},
+	{name: "fast", start: func(t *testing.T, rt *Router) string {
+		t.Helper()
+		rt.noLoops = true
+		return serveRouter(t, rt)
+	}},
 	{name: "nethttp", start: func(t *testing.T, rt *Router) string {
 		t.Helper()
 		srv := httptest.NewServer(rt)

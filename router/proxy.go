@@ -43,6 +43,8 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		rt.acmeHTTP.ServeHTTP(sw, req)
 		e.status, e.bytes = sw.status, sw.bytes
+	case req.TLS == nil && rt.redirectHTTPS([]byte(e.host)):
+		e.status, e.bytes = rt.redirect(w, req, e.host)
 	default:
 		r := rt.table.Load().lookup(e.host)
 		if r == nil {
@@ -78,6 +80,18 @@ func (rt *Router) page(w http.ResponseWriter, status int, msg string) int64 {
 	w.WriteHeader(status)
 	n, _ := io.WriteString(w, msg)
 	return int64(n)
+}
+
+// redirect sends a plain-HTTP request to its HTTPS address (writeRedirect).
+func (rt *Router) redirect(w http.ResponseWriter, req *http.Request, host string) (int, int64) {
+	status := redirectStatus(req.Method)
+	h := w.Header()
+	h.Set("Location", "https://"+host+rt.httpsPort+req.URL.RequestURI())
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(redirectPage)))
+	w.WriteHeader(status)
+	n, _ := io.WriteString(w, redirectPage)
+	return status, int64(n)
 }
 
 // result says how one attempt on one backend ended.

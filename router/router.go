@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,17 @@ type Router struct {
 
 	hijackMu sync.Mutex
 	hijacked map[net.Conn]struct{}
+
+	// noLoops turns the plain-HTTP event loops off (tests of the
+	// goroutine path).
+	noLoops bool
+
+	// httpsPort is ":PORT" when HTTPS is not on 443, for redirects.
+	httpsPort string
+	// issuedMu guards issued: the hosts ACME has served a certificate
+	// for, whose plain-HTTP requests are redirected to HTTPS.
+	issuedMu sync.RWMutex
+	issued   map[string]struct{}
 
 	// Buffers reused across requests: body copy buffers and the fast
 	// path's client connection readers and writers.
@@ -81,6 +93,10 @@ func New(cfg Config, logger *slog.Logger) (*Router, error) {
 	rt.table.Store(&compiled{hosts: map[string]*route{}, src: &Table{}})
 
 	if cfg.TLS {
+		if _, port, err := net.SplitHostPort(cfg.HTTPSAddr); err == nil && port != "443" {
+			rt.httpsPort = ":" + port
+		}
+		rt.issued = make(map[string]struct{})
 		rt.tlsCfg = &tls.Config{
 			GetCertificate: rt.getCertificate,
 			NextProtos:     []string{"h2", "http/1.1"},
@@ -159,7 +175,7 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 	errc := make(chan error, 2)
 	if httpLn != nil {
 		// Plain HTTP goes through the router's own HTTP/1.x server (fast.go).
-		fast = &fastServer{rt: rt, ln: httpLn, conns: make(map[*fconn]struct{})}
+		fast = newFastServer(rt, httpLn, rt.noLoops)
 		rt.logger.Info("serving http", "addr", httpLn.Addr().String())
 		go func() { errc <- fast.serve() }()
 	}
@@ -317,6 +333,11 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		if err != nil {
 			return nil, fmt.Errorf("get acme certificate for %q: %w", name, err)
 		}
+		if !isChallenge {
+			rt.issuedMu.Lock()
+			rt.issued[name] = struct{}{}
+			rt.issuedMu.Unlock()
+		}
 		return crt, nil
 	}
 	return nil, fmt.Errorf("get certificate for %q: %w", name, ErrNoCertificate)
@@ -330,4 +351,59 @@ func ParseCertificate(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("parse certificate: %w", err)
 	}
 	return &crt, nil
+}
+
+// redirectHTTPS reports whether plain-HTTP requests for host (lower-case,
+// without port) are redirected to HTTPS: TLS is on and the host has a
+// certificate, uploaded or already issued by ACME. Hosts still waiting for
+// their first certificate stay on plain HTTP, so a failing issuance does
+// not take a site down.
+func (rt *Router) redirectHTTPS(host []byte) bool {
+	if rt.tlsCfg == nil {
+		return false
+	}
+	if rt.table.Load().certBytes(host) != nil {
+		return true
+	}
+	rt.issuedMu.RLock()
+	_, ok := rt.issued[string(host)]
+	rt.issuedMu.RUnlock()
+	return ok
+}
+
+// writeRedirect writes a redirect of the request for host and uri to its
+// HTTPS address: 301 for GET and HEAD, 308 (method and body kept) for the
+// rest, as Heroku and Dokku do.
+func (rt *Router) writeRedirect(bw *bufio.Writer, method string, host, uri []byte, closeConn bool) (status int, n int64) {
+	status = redirectStatus(method)
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(status))
+	bw.WriteString("\r\nLocation: https://")
+	bw.Write(host)
+	bw.WriteString(rt.httpsPort)
+	bw.Write(uri)
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(redirectPage)))
+	if closeConn {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	if method != http.MethodHead {
+		bw.WriteString(redirectPage)
+		n = int64(len(redirectPage))
+	}
+	return status, n
+}
+
+const redirectPage = "This site is served over HTTPS.\n"
+
+// redirectStatus is 301 for GET and HEAD, else 308, which keeps the method
+// and body.
+func redirectStatus(method string) int {
+	if method == http.MethodGet || method == http.MethodHead {
+		return http.StatusMovedPermanently
+	}
+	return http.StatusPermanentRedirect
 }

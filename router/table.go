@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"crypto/tls"
 	"strings"
 	"sync/atomic"
@@ -69,6 +70,21 @@ func (c *compiled) cert(host string) *tls.Certificate {
 	}
 	if i := strings.IndexByte(host, '.'); i > 0 {
 		return c.certs["*"+host[i:]]
+	}
+	return nil
+}
+
+// certBytes is cert for a lower-cased host, without allocating.
+func (c *compiled) certBytes(host []byte) *tls.Certificate {
+	if len(c.certs) == 0 {
+		return nil
+	}
+	if crt := c.certs[string(host)]; crt != nil {
+		return crt
+	}
+	if i := bytes.IndexByte(host, '.'); i > 0 {
+		var kb [256]byte
+		return c.certs[string(append(append(kb[:0], '*'), host[i:]...))]
 	}
 	return nil
 }

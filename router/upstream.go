@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,13 @@ type upstream struct {
 	mu      sync.Mutex
 	idle    []*pconn
 	retired bool
+	// gone mirrors retired for the event loops' pools, which check it
+	// without the lock.
+	gone atomic.Bool
+	// ap is addr parsed, for the event loops' own dialing; ok is false
+	// for a name that needs resolving.
+	ap   netip.AddrPort
+	apOK bool
 }
 
 // pconn is one connection to a backend with its buffers.
@@ -40,7 +48,11 @@ type pconn struct {
 }
 
 func newUpstream(id, addr string, rt *Router) *upstream {
-	return &upstream{id: id, addr: addr, rt: rt}
+	u := &upstream{id: id, addr: addr, rt: rt}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		u.ap, u.apOK = ap, true
+	}
+	return u
 }
 
 // up reports whether the backend may take requests at time now.
@@ -125,6 +137,7 @@ func (u *upstream) put(pc *pconn, now int64) {
 func (u *upstream) retire() {
 	u.mu.Lock()
 	u.retired = true
+	u.gone.Store(true)
 	idle := u.idle
 	u.idle = nil
 	u.mu.Unlock()
