@@ -6,6 +6,7 @@
 #   start = create + start, until the app's program was executed
 #   full  = create, start, wait for exit, delete
 #
+# The runtimes take turns container by container (see enginebench compare).
 # berth runs in-process (as the daemon does); runc and crun are run as the
 # binaries containerd or podman would exec. berth always gives a container
 # its own network namespace: "none" is a netns with lo only (like the OCI
@@ -88,15 +89,10 @@ done
 bridge=bbench$$
 
 results=$work/results
-: >"$results"
-run() { echo "+ $*" >&2; "$@" | tee -a "$results"; }
-run "$work/enginebench" berth -root "$work/containers" -rootfs "$rootfs" -n "$N" -net none -bridge "$bridge" -subnet "$subnet"
-run "$work/enginebench" berth -root "$work/containers" -rootfs "$rootfs" -n "$N" -net bridge -bridge "$bridge" -subnet "$subnet"
-for rt in runc crun; do
-	for ns in with without; do
-		"$work/enginebench" peer -runtime "$rt" -bundle "$work/bundle-$ns" -n "$N" | sed "s/^$rt /$rt-netns-$ns /" | tee -a "$results"
-	done
-done
+# One process runs every runtime, interleaved round by round, so that load
+# from other work on a shared host falls on all of them alike.
+"$work/enginebench" compare -root "$work/containers" -rootfs "$rootfs" -n "$N" \
+	-bundles "$work/bundle-with,$work/bundle-without" -bridge "$bridge" -subnet "$subnet" | tee "$results"
 
 # Ratios: peer time / berth time (above 1.0 means berth is faster).
 awk '
@@ -107,8 +103,8 @@ function val(line, key,   i, n, f, kv) {
 }
 { name[$1] = $0 }
 END {
-	printf "\n%-26s %10s %10s\n", "container start (median)", "start ms", "full ms"
-	for (k in name) printf "%-26s %10s %10s\n", k, val(name[k], "start_ms"), val(name[k], "full_ms")
+	printf "\n%-26s %10s %10s %12s\n", "container start (median)", "start ms", "full ms", "full cpu ms"
+	for (k in name) printf "%-26s %10s %10s %12s\n", k, val(name[k], "start_ms"), val(name[k], "full_ms"), val(name[k], "full_cpu_ms")
 	b = name["berth-none"]; bb = name["berth-bridge"]
 	printf "\nberth setup parts (median ms): overlay %s, veth %s (bridge run), cgroup %s\n", val(b, "overlay_ms"), val(bb, "veth_ms"), val(b, "cgroup_ms")
 	printf "\nratios (peer / berth; > 1.0 = berth faster)\n"
@@ -119,5 +115,6 @@ END {
 		printf "  %s netns vs berth none:   start %.2fx  full %.2fx\n", rt, val(w, "start_ms") / val(b, "start_ms"), val(w, "full_ms") / val(b, "full_ms")
 		printf "  %s netns vs berth bridge: start %.2fx  full %.2fx\n", rt, val(w, "start_ms") / val(bb, "start_ms"), val(w, "full_ms") / val(bb, "full_ms")
 		printf "  %s no netns vs berth none: start %.2fx  full %.2fx\n", rt, val(wo, "start_ms") / val(b, "start_ms"), val(wo, "full_ms") / val(b, "full_ms")
+		printf "  %s netns vs berth none, CPU time of a full run: %.2fx\n", rt, val(w, "full_cpu_ms") / val(b, "full_cpu_ms")
 	}
 }' "$results"

@@ -5,18 +5,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
+	"strings"
 
 	"github.com/opencontainers/cgroups"
 	devconfig "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/cgroups/manager"
+
+	"golang.org/x/sys/unix"
 
 	// Registers the device controller setters (v1 devices.* files, v2 eBPF).
 	_ "github.com/opencontainers/cgroups/devices"
 )
 
 // cgroupParent is the directory under each hierarchy that holds berth's
-// container cgroups; it is removed again when it becomes empty.
+// container cgroups. It stays while containers come and go (removing it
+// on every Delete raced with another engine creating a container below
+// it); GC removes it when empty.
 const cgroupParent = "berth"
 
 // allowedDevices is deny-all plus the standard character devices.
@@ -35,6 +39,27 @@ var allowedDevices = []*devconfig.Rule{
 // cgroupPath is the container's cgroup path below each hierarchy's root.
 func (e *Engine) cgroupPath(id string) string {
 	return "/" + cgroupParent + "/" + e.tag + "-" + id
+}
+
+// cgroupRoots finds, once per Engine, the directory of each hierarchy in
+// which berth's parent lives (v1: one per controller; v2: the unified
+// root, under the key ""), so that opening a container's cgroup is string
+// work instead of probing mounts again.
+func cgroupRoots() (map[string]string, error) {
+	const probe = "/" + cgroupParent + "/probe"
+	m, err := manager.New(&cgroups.Cgroup{Path: probe, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return nil, fmt.Errorf("find cgroup hierarchies: %w", err)
+	}
+	roots := map[string]string{}
+	for subsys, p := range m.GetPaths() {
+		dir, ok := strings.CutSuffix(p, probe)
+		if !ok {
+			return nil, fmt.Errorf("find cgroup hierarchies: unexpected path %s for %s", p, subsys)
+		}
+		roots[subsys] = dir
+	}
+	return roots, nil
 }
 
 func resources(l Limits) *cgroups.Resources {
@@ -60,51 +85,56 @@ func resources(l Limits) *cgroups.Resources {
 
 // cgroupManager returns the manager of a container's cgroup; it creates nothing.
 func (e *Engine) cgroupManager(id string, l Limits) (cgroups.Manager, error) {
-	m, err := manager.New(&cgroups.Cgroup{Path: e.cgroupPath(id), Resources: resources(l)})
+	paths := make(map[string]string, len(e.cgRoots))
+	for subsys, root := range e.cgRoots {
+		paths[subsys] = root + e.cgroupPath(id)
+	}
+	m, err := manager.NewWithPaths(&cgroups.Cgroup{Path: e.cgroupPath(id), Resources: resources(l)}, paths)
 	if err != nil {
 		return nil, fmt.Errorf("open cgroup: %w", err)
 	}
 	return m, nil
 }
 
-// destroyCgroup removes a container's cgroup (killing nothing: it must be
-// empty) and the shared parent when it is empty.
+// createCgroup creates the container's cgroup with its limits and, for
+// pid > 0, moves that process into it.
+func (e *Engine) createCgroup(m cgroups.Manager, l Limits, pid int) error {
+	err := m.Apply(pid)
+	if errors.Is(err, os.ErrNotExist) {
+		// GC of another engine removed the shared parent between
+		// creating it and the container's cgroup below it: once more.
+		err = m.Apply(pid)
+	}
+	if err != nil {
+		return fmt.Errorf("create cgroup: %w", err)
+	}
+	if err := m.Set(resources(l)); err != nil {
+		return fmt.Errorf("set cgroup limits: %w", err)
+	}
+	return nil
+}
+
+// destroyCgroup removes a container's cgroup, which must be empty: its
+// init has been reaped, and with it every process of its PID namespace.
+// The library retries briefly while the kernel finishes removing exited
+// tasks. The shared parent stays for the next container; GC removes it
+// when empty.
 func (e *Engine) destroyCgroup(id string) error {
 	m, err := e.cgroupManager(id, Limits{})
 	if err != nil {
 		return err
 	}
-	var derr error
-	for i := 0; i < 50; i++ {
-		if derr = m.Destroy(); derr == nil {
-			break
-		}
-		// The kernel removes exited tasks from the cgroup a moment after they die.
-		time.Sleep(10 * time.Millisecond)
+	if err := m.Destroy(); err != nil {
+		return fmt.Errorf("remove cgroup: %w", err)
 	}
-	if derr != nil {
-		return fmt.Errorf("remove cgroup: %w", derr)
-	}
-	removeEmptyParents()
 	return nil
 }
 
 // removeEmptyParents removes berth's parent directory from every hierarchy
-// where it is empty; a busy one belongs to another engine and stays.
-func removeEmptyParents() {
-	if cgroups.IsCgroup2UnifiedMode() {
-		_ = os.Remove(filepath.Join("/sys/fs/cgroup", cgroupParent))
-		return
-	}
-	ents, err := os.ReadDir("/sys/fs/cgroup")
-	if err != nil {
-		return
-	}
-	for _, ent := range ents {
-		err := os.Remove(filepath.Join("/sys/fs/cgroup", ent.Name(), cgroupParent))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			continue
-		}
+// where it is empty; a busy one belongs to a running container and stays.
+func (e *Engine) removeEmptyParents() {
+	for _, root := range e.cgRoots {
+		_ = unix.Rmdir(filepath.Join(root, cgroupParent))
 	}
 }
 

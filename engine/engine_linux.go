@@ -61,16 +61,19 @@ const (
 
 // Engine creates and manages containers below one Root.
 type Engine struct {
-	cfg    Config
-	log    *slog.Logger
-	tag    string // short hash of Root, part of cgroup names
-	userNS bool   // idmapped mounts work: containers get a user namespace
+	cfg     Config
+	log     *slog.Logger
+	tag     string            // short hash of Root, part of cgroup names
+	userNS  bool              // idmapped mounts work: containers get a user namespace
+	cgRoots map[string]string // hierarchy directory by controller (v2: key "")
 
 	netMu sync.Mutex
 	net   *network // set up on first use
 
 	mu       sync.Mutex
 	children map[string]chan struct{} // closed when this process has reaped the init
+
+	bg sync.WaitGroup // background removals of deleted containers' directories
 }
 
 // New returns an Engine over cfg.Root, creating the directory if needed.
@@ -110,6 +113,7 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	sum := sha256.Sum256([]byte(cfg.Root))
+	var err error
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "engine"),
@@ -121,6 +125,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if err := checkSubnet(cfg.BridgeName, cfg.Subnet); err != nil {
 		return nil, err
+	}
+	if e.cgRoots, err = cgroupRoots(); err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
 	}
 	if err := probeIDMappedMounts(cfg.Root); err != nil {
 		e.log.Warn("idmapped mounts unsupported: containers run without a user namespace (container root is host root, with reduced capabilities and no_new_privs); layers stay shared", "err", err)
@@ -656,6 +663,11 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 }
 
 // cleanup removes what Create and Start made; it tolerates missing parts.
+// The container directory, with the upper and work directories the engine
+// made inside it, is renamed into Root/.trash and removed in the
+// background: a rename is one system call, the removal is one per file.
+// GC waits for background removals and removes what a crash left in the
+// trash.
 func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 	var errs []error
 	dir := e.dir(c.ID)
@@ -674,12 +686,13 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 			}
 		}
 	}
-	if c.Work != "" {
+	inDir := func(p string) bool { return strings.HasPrefix(p, dir+string(filepath.Separator)) }
+	if c.Work != "" && !inDir(c.Work) {
 		if err := os.RemoveAll(c.Work); err != nil {
 			errs = append(errs, fmt.Errorf("remove work dir: %w", err))
 		}
 	}
-	if c.OwnUpper && c.Upper != "" {
+	if c.OwnUpper && c.Upper != "" && !inDir(c.Upper) {
 		if err := os.RemoveAll(c.Upper); err != nil {
 			errs = append(errs, fmt.Errorf("remove upper dir: %w", err))
 		}
@@ -689,8 +702,8 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 			errs = append(errs, fmt.Errorf("release quota: %w", err))
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove container dir: %w", err))
+	if err := e.trash(dir); err != nil {
+		errs = append(errs, err)
 	}
 	e.mu.Lock()
 	delete(e.children, c.ID)
@@ -698,9 +711,46 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 	return errors.Join(errs...)
 }
 
+// trashDir holds container directories on their way out, below Root.
+const trashDir = ".trash"
+
+// trash moves dir into the trash and removes it in the background; if the
+// rename fails, it removes dir at once.
+func (e *Engine) trash(dir string) error {
+	t := filepath.Join(e.cfg.Root, trashDir)
+	dst := filepath.Join(t, filepath.Base(dir)+"-"+newID())
+	err := os.Rename(dir, dst)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = os.Mkdir(t, 0o700); err == nil || errors.Is(err, os.ErrExist) {
+			err = os.Rename(dir, dst)
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Lstat(dir); errors.Is(serr, os.ErrNotExist) {
+			return nil // already gone
+		}
+	}
+	if err != nil {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove container dir: %w", err)
+		}
+		return nil
+	}
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		if err := os.RemoveAll(dst); err != nil {
+			e.log.Warn("remove deleted container dir", "dir", dst, "err", err)
+		}
+	}()
+	return nil
+}
+
 // GC removes what crashed or interrupted operations left behind in Root:
 // container directories without a config (a Create or Delete that did not
-// finish), with their cgroups and IP allocations.
+// finish), with their cgroups and IP allocations, and deleted containers'
+// directories still in the trash. It waits for this Engine's background
+// removals and removes berth's cgroup parents where they are empty.
 func (e *Engine) GC(ctx context.Context) error {
 	ents, err := os.ReadDir(e.cfg.Root)
 	if err != nil {
@@ -732,6 +782,13 @@ func (e *Engine) GC(ctx context.Context) error {
 			}
 		}
 	}
+	// What Deletes of this Engine left to the background, then what
+	// crashed processes left in the trash.
+	e.bg.Wait()
+	if err := os.RemoveAll(filepath.Join(e.cfg.Root, trashDir)); err != nil {
+		errs = append(errs, fmt.Errorf("empty trash: %w", err))
+	}
+	e.removeEmptyParents()
 	if n, err := e.network(); err == nil && n.created() {
 		if err := n.releaseUnknown(func(id string) bool {
 			_, err := os.Stat(filepath.Join(e.dir(id), "config.json"))

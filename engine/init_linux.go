@@ -104,9 +104,10 @@ func runInit() {
 			}
 		}
 	}
-	if len(fds) != len(cfg.Mounts)+1 {
-		initFail(sync, "init got %d mount fds, want %d", len(fds), len(cfg.Mounts)+1)
+	if len(fds) != initFiles+len(cfg.Mounts)+1 {
+		initFail(sync, "init got %d fds, want %d", len(fds), initFiles+len(cfg.Mounts)+1)
 	}
+	files, fds := fds[:initFiles], fds[initFiles:]
 	if err := setupRootfs(&cfg, fds); err != nil {
 		initFail(sync, "%v", err)
 	}
@@ -125,8 +126,8 @@ func runInit() {
 		initFail(sync, "%v", err)
 	}
 	in := &initProc{
-		log:   &logWriter{w: os.NewFile(fdLog, "log")},
-		exitF: os.NewFile(fdExit, "exit"),
+		log:   &logWriter{w: os.NewFile(uintptr(files[initFileLog]), "log")},
+		exitF: os.NewFile(uintptr(files[initFileExit]), "exit"),
 		waits: map[int]chan unix.WaitStatus{},
 		spawn: make(chan func()),
 	}
@@ -138,7 +139,7 @@ func runInit() {
 	_, _ = sync.Write(b)
 	sync.Close()
 	go prewarmThreads(2)
-	go in.serveExec(os.NewFile(fdCtl, "ctl"))
+	go in.serveExec(os.NewFile(uintptr(files[initFileCtl]), "ctl"))
 	in.loop(pid, sigs)
 }
 

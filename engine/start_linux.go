@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,13 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Files passed to the init, in ExtraFiles order (fd 3 upward).
-const (
-	fdSync = 3 + iota // SOCK_SEQPACKET to the engine: config in, result out
-	fdLog             // the log file, append-only
-	fdExit            // exit.json, written once at the end
-	fdCtl             // listening socket for Exec requests
-)
+// fdSync is the init's SOCK_SEQPACKET socket to the engine (its only
+// ExtraFile): the config and the files come in, the result goes out.
+const fdSync = 3
 
 // initConfig is what the engine sends the init with the mount fds.
 type initConfig struct {
@@ -32,7 +29,7 @@ type initConfig struct {
 	Rootfs   string      `json:"rootfs"`
 	Hostname string      `json:"hostname"`
 	Process  Process     `json:"process"`
-	Mounts   []initMount `json:"mounts"` // fd i+1 of the message
+	Mounts   []initMount `json:"mounts"` // fd initFiles+1+i of the message, after the rootfs
 	UserNS   bool        `json:"userNS"`
 }
 
@@ -101,18 +98,21 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		_ = os.Remove(stPath)
 	}()
 
-	tc := time.Now()
 	cg, err := e.cgroupManager(id, c.Spec.Limits)
 	if err != nil {
 		return tm, err
 	}
-	if err := cg.Apply(-1); err != nil {
-		return tm, fmt.Errorf("create cgroup: %w", err)
+	// On cgroup v2 the init is cloned straight into its cgroup, which must
+	// exist first. On v1 the engine creates it while the init's runtime
+	// starts and moves the init in before sending it the config.
+	v2 := cgroups.IsCgroup2UnifiedMode()
+	if v2 {
+		tc := time.Now()
+		if err := e.createCgroup(cg, c.Spec.Limits, -1); err != nil {
+			return tm, err
+		}
+		tm.Cgroup = time.Since(tc)
 	}
-	if err := cg.Set(resources(c.Spec.Limits)); err != nil {
-		return tm, fmt.Errorf("set cgroup limits: %w", err)
-	}
-	tm.Cgroup = time.Since(tc)
 
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -122,29 +122,6 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	child := os.NewFile(uintptr(sp[1]), "sync-child")
 	defer parent.Close()
 	defer child.Close()
-	logF, err := os.OpenFile(c.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return tm, fmt.Errorf("open container log: %w", err)
-	}
-	defer logF.Close()
-	exitF, err := os.OpenFile(filepath.Join(dir, "exit.json"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return tm, fmt.Errorf("create exit file: %w", err)
-	}
-	defer exitF.Close()
-	sockPath := filepath.Join(dir, "ctl.sock")
-	_ = os.Remove(sockPath)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
-	if err != nil {
-		return tm, fmt.Errorf("listen on exec socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false)
-	ctlF, err := ln.File()
-	ln.Close()
-	if err != nil {
-		return tm, fmt.Errorf("get exec socket file: %w", err)
-	}
-	defer ctlF.Close()
 
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
 	attr := &syscall.SysProcAttr{Setsid: true}
@@ -158,7 +135,7 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	attr.Cloneflags = flags
-	if cgroups.IsCgroup2UnifiedMode() {
+	if v2 {
 		cgfd, err := unix.Open(cg.Path(""), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return tm, fmt.Errorf("open cgroup dir: %w", err)
@@ -179,7 +156,7 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		Args:   []string{"berth-init", id},
 		// One P keeps the init at a handful of threads, which count against pids.max.
 		Env:         []string{roleEnv + "=init", "GOMAXPROCS=1"},
-		ExtraFiles:  []*os.File{child, logF, exitF, ctlF},
+		ExtraFiles:  []*os.File{child},
 		SysProcAttr: attr,
 	}
 	tsp := time.Now()
@@ -199,9 +176,10 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	e.children[id] = reaped
 	e.mu.Unlock()
 	initCmd := cmd
+	exitPath := filepath.Join(dir, "exit.json")
 	go func() {
 		err := initCmd.Wait()
-		e.recordInitExit(id, exitF.Name(), initCmd.ProcessState, err)
+		e.recordInitExit(exitPath, initCmd.ProcessState, err)
 		close(reaped)
 	}()
 	defer func() {
@@ -212,16 +190,21 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	}()
 	cmd = nil // the goroutine above owns Wait now
 
-	if !cgroups.IsCgroup2UnifiedMode() {
-		if err := cg.Apply(pid); err != nil {
-			return tm, fmt.Errorf("join cgroup: %w", err)
-		}
-	}
-
+	// Everything else overlaps with the init's runtime start: it blocks
+	// until the config arrives.
 	var (
-		wg     sync.WaitGroup
-		netErr error
+		wg            sync.WaitGroup
+		netErr, cgErr error
 	)
+	if !v2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tc := time.Now()
+			cgErr = e.createCgroup(cg, c.Spec.Limits, pid)
+			tm.Cgroup = time.Since(tc)
+		}()
+	}
 	if c.IP != "" {
 		wg.Add(1)
 		go func() {
@@ -231,6 +214,16 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 			tm.Network = time.Since(tn)
 		}()
 	}
+	files, err := openInitFiles(c.LogPath, exitPath, filepath.Join(dir, "ctl.sock"))
+	if err != nil {
+		wg.Wait()
+		return tm, err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	to := time.Now()
 	fds, cfg, err := e.prepareMounts(c, pid)
 	tm.Overlay = time.Since(to)
@@ -240,17 +233,19 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		}
 	}()
 	wg.Wait()
-	if err != nil {
+	if err := errors.Join(err, cgErr, netErr); err != nil {
 		return tm, err
 	}
-	if netErr != nil {
-		return tm, netErr
+	send := make([]int, 0, len(files)+len(fds))
+	for _, f := range files {
+		send = append(send, int(f.Fd()))
 	}
+	send = append(send, fds...)
 	msg, err := json.Marshal(cfg)
 	if err != nil {
 		return tm, fmt.Errorf("encode init config: %w", err)
 	}
-	if err := unix.Sendmsg(int(parent.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
+	if err := unix.Sendmsg(int(parent.Fd()), msg, unix.UnixRights(send...), nil, 0); err != nil {
 		return tm, fmt.Errorf("send init config: %w", err)
 	}
 	ti := time.Now()
@@ -270,6 +265,48 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	tm.Total = time.Since(t0)
 	e.log.Debug("started container", "id", id, "pid", pid, "total", tm.Total)
 	return tm, nil
+}
+
+// Files the init gets with its config, in this order, before the mounts.
+const (
+	initFileLog  = iota // the container log, append-only
+	initFileExit        // exit.json, written once at the end
+	initFileCtl         // listening socket for Exec requests
+	initFiles
+)
+
+// openInitFiles opens the files the init gets with its config: the log,
+// the (emptied) exit file and the listening Exec socket.
+func openInitFiles(logPath, exitPath, sockPath string) (files []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+		}
+	}()
+	logF, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return files, fmt.Errorf("open container log: %w", err)
+	}
+	files = append(files, logF)
+	exitF, err := os.OpenFile(exitPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return files, fmt.Errorf("create exit file: %w", err)
+	}
+	files = append(files, exitF)
+	_ = os.Remove(sockPath)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
+	if err != nil {
+		return files, fmt.Errorf("listen on exec socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ctlF, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return files, fmt.Errorf("get exec socket file: %w", err)
+	}
+	return append(files, ctlF), nil
 }
 
 // readReply waits for the init's one reply, or its death.
@@ -300,7 +337,7 @@ func readReply(ctx context.Context, f *os.File) (initReply, error) {
 
 // recordInitExit writes exit.json from the wait status when the init could
 // not (it was killed).
-func (e *Engine) recordInitExit(id, path string, ps *os.ProcessState, waitErr error) {
+func (e *Engine) recordInitExit(path string, ps *os.ProcessState, waitErr error) {
 	if b, err := os.ReadFile(path); err != nil || len(b) > 0 || ps == nil {
 		return
 	}
