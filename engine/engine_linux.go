@@ -493,7 +493,9 @@ func waitPid(ctx context.Context, st *stateFile) error {
 	}
 }
 
-// Signal sends sig to the container's init, which forwards it to the app.
+// Signal sends sig to the container's init, which forwards it to the app
+// (SIGKILL kills the init and with it the whole container). Real-time
+// signals are not forwarded.
 func (e *Engine) Signal(id string, sig syscall.Signal) error {
 	if _, err := e.loadConfig(id); err != nil {
 		return err

@@ -52,6 +52,22 @@ var keptCaps = []uintptr{
 	unix.CAP_SETGID, unix.CAP_SETUID,
 }
 
+// forwardedSignals are the signals the init catches: SIGCHLD for reaping,
+// and every standard signal a process can catch, which it forwards to the
+// app (a standard signal it did not catch would kill or crash the Go
+// runtime). Each enabled signal costs the init's start a round trip
+// between two runtime threads, so real-time signals, which the runtime
+// ignores when nobody wants them, are not caught; nor are SIGURG and
+// SIGPROF (the runtime's own) and SIGPIPE, SIGTTIN and SIGTTOU (ignored).
+var forwardedSignals = []os.Signal{
+	syscall.SIGCHLD,
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGILL, syscall.SIGTRAP,
+	syscall.SIGABRT, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGUSR1, syscall.SIGSEGV,
+	syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGTERM, syscall.SIGSTKFLT, syscall.SIGCONT,
+	syscall.SIGTSTP, syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGVTALRM, syscall.SIGWINCH,
+	syscall.SIGIO, syscall.SIGPWR, syscall.SIGSYS,
+}
+
 // Paths hidden from the container (runc's defaults).
 var maskedPaths = []string{
 	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -72,11 +88,19 @@ func initFail(sync *os.File, format string, args ...any) {
 }
 
 func runInit() {
-	// Signal handling starts a runtime thread; doing it first lets that
-	// overlap with the engine preparing the mounts.
+	// Enabling each signal is a round trip between this goroutine and the
+	// runtime's signal thread, and spare threads take a while to make:
+	// done on the side, both overlap with the setup. The app starts only
+	// after both, so no signal the engine sends is lost and the init does
+	// not need a new thread once the app may have used up pids.max.
 	sigs := make(chan os.Signal, 128)
-	signal.Notify(sigs)
-	signal.Ignore(syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU)
+	sideReady := make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwardedSignals...)
+		signal.Ignore(syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU)
+		prewarmThreads(2)
+		close(sideReady)
+	}()
 	sync := os.NewFile(fdSync, "sync")
 	// Inherited descriptors must not reach the app.
 	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
@@ -131,6 +155,7 @@ func runInit() {
 		waits: map[int]chan unix.WaitStatus{},
 		spawn: make(chan func()),
 	}
+	<-sideReady
 	pid, err := in.startApp(&cfg.Process)
 	if err != nil {
 		initFail(sync, "%v", err)
@@ -138,26 +163,28 @@ func runInit() {
 	b, _ := json.Marshal(initReply{Pid: pid})
 	_, _ = sync.Write(b)
 	sync.Close()
-	go prewarmThreads(2)
 	go in.serveExec(os.NewFile(uintptr(files[initFileCtl]), "ctl"))
 	in.loop(pid, sigs)
 }
 
 // prewarmThreads makes the Go runtime create n spare threads now. The Go
 // runtime dies when it cannot create a thread, which an app hitting
-// pids.max would otherwise cause; idle threads are kept and reused.
+// pids.max would otherwise cause; idle threads are kept and reused. Each
+// goroutine holds its own thread until all hold one, so they cannot share.
 func prewarmThreads(n int) {
-	var wg sync.WaitGroup
+	var locked, done sync.WaitGroup
+	locked.Add(n)
+	done.Add(n)
 	for i := 0; i < n; i++ {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer done.Done()
 			runtime.LockOSThread()
-			time.Sleep(2 * time.Millisecond)
+			locked.Done()
+			locked.Wait()
 			runtime.UnlockOSThread()
 		}()
 	}
-	wg.Wait()
+	done.Wait()
 }
 
 // dropPrivileges limits this thread, and so every process forked from it,
@@ -443,6 +470,10 @@ func forkExec(p *Process, files []uintptr, tty bool) (int, error) {
 
 // loop forwards signals to the app and reaps children until the app exits.
 func (in *initProc) loop(app int, sigs chan os.Signal) {
+	// The app may have exited before SIGCHLD was wanted.
+	if ws, done := in.reap(app); done {
+		in.finish(ws)
+	}
 	for {
 		select {
 		case f := <-in.spawn:
