@@ -71,7 +71,7 @@ type Engine struct {
 	net   *network // set up on first use
 
 	mu       sync.Mutex
-	children map[string]chan struct{} // closed when this process has reaped the init
+	children map[string]*initChild // containers whose init this process started
 
 	bg sync.WaitGroup // background removals of deleted containers' directories
 }
@@ -118,7 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "engine"),
 		tag:      hex.EncodeToString(sum[:4]),
-		children: map[string]chan struct{}{},
+		children: map[string]*initChild{},
 	}
 	if _, err := parseSubnet(cfg.Subnet); err != nil {
 		return nil, fmt.Errorf("new engine: Config.Subnet: %w", err)
@@ -449,11 +449,11 @@ func (e *Engine) Wait(ctx context.Context, id string) (ExitStatus, error) {
 		return ExitStatus{}, fmt.Errorf("wait for container %s: %w", id, ErrNotRunning)
 	}
 	e.mu.Lock()
-	reaped := e.children[id]
+	ch := e.children[id]
 	e.mu.Unlock()
-	if reaped != nil {
+	if ch != nil {
 		select {
-		case <-reaped:
+		case <-ch.reaped:
 		case <-ctx.Done():
 			return ExitStatus{}, ctx.Err()
 		}
@@ -673,6 +673,13 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 	var errs []error
 	dir := e.dir(c.ID)
+	e.mu.Lock()
+	var tornDown <-chan struct{}
+	if ch := e.children[c.ID]; ch != nil {
+		tornDown = ch.tornDown
+	}
+	delete(e.children, c.ID)
+	e.mu.Unlock()
 	// Mark the container as going away first so List skips it.
 	_ = os.Remove(filepath.Join(dir, "config.json"))
 	if err := e.destroyCgroup(c.ID); err != nil {
@@ -689,6 +696,11 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 		}
 	}
 	inDir := func(p string) bool { return strings.HasPrefix(p, dir+string(filepath.Separator)) }
+	if tornDown != nil && ((c.Work != "" && !inDir(c.Work)) || (c.OwnUpper && (!inDir(c.Upper) || e.cfg.Quota != nil))) {
+		// The overlay must be gone before its directories are.
+		<-tornDown
+		tornDown = nil
+	}
 	if c.Work != "" && !inDir(c.Work) {
 		if err := os.RemoveAll(c.Work); err != nil {
 			errs = append(errs, fmt.Errorf("remove work dir: %w", err))
@@ -704,21 +716,19 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 			errs = append(errs, fmt.Errorf("release quota: %w", err))
 		}
 	}
-	if err := e.trash(dir); err != nil {
+	if err := e.trash(dir, tornDown); err != nil {
 		errs = append(errs, err)
 	}
-	e.mu.Lock()
-	delete(e.children, c.ID)
-	e.mu.Unlock()
 	return errors.Join(errs...)
 }
 
 // trashDir holds container directories on their way out, below Root.
 const trashDir = ".trash"
 
-// trash moves dir into the trash and removes it in the background; if the
-// rename fails, it removes dir at once.
-func (e *Engine) trash(dir string) error {
+// trash moves dir into the trash and removes it in the background, once
+// tornDown (if not nil) is closed; if the rename fails, it removes dir at
+// once.
+func (e *Engine) trash(dir string, tornDown <-chan struct{}) error {
 	t := filepath.Join(e.cfg.Root, trashDir)
 	dst := filepath.Join(t, filepath.Base(dir)+"-"+newID())
 	err := os.Rename(dir, dst)
@@ -733,6 +743,9 @@ func (e *Engine) trash(dir string) error {
 		}
 	}
 	if err != nil {
+		if tornDown != nil {
+			<-tornDown
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove container dir: %w", err)
 		}
@@ -741,6 +754,9 @@ func (e *Engine) trash(dir string) error {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		if tornDown != nil {
+			<-tornDown
+		}
 		if err := os.RemoveAll(dst); err != nil {
 			e.log.Warn("remove deleted container dir", "dir", dst, "err", err)
 		}

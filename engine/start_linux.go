@@ -171,21 +171,33 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	if err != nil {
 		return tm, fmt.Errorf("read init start time: %w", err)
 	}
-	reaped := make(chan struct{})
+	// Holding the init's mount namespace lets its teardown (every mount
+	// of the container, the overlay among them) run after the init was
+	// reaped, on the side, instead of in the init's exit before Wait can
+	// return. cleanup waits for it before removing the directories.
+	mntNS, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		mntNS = -1
+	}
+	ch := &initChild{reaped: make(chan struct{}), tornDown: make(chan struct{})}
 	e.mu.Lock()
-	e.children[id] = reaped
+	e.children[id] = ch
 	e.mu.Unlock()
 	initCmd := cmd
 	exitPath := filepath.Join(dir, "exit.json")
 	go func() {
 		err := initCmd.Wait()
 		e.recordInitExit(exitPath, initCmd.ProcessState, err)
-		close(reaped)
+		close(ch.reaped)
+		if mntNS >= 0 {
+			unix.Close(mntNS)
+		}
+		close(ch.tornDown)
 	}()
 	defer func() {
 		if !ok {
 			_ = unix.Kill(pid, unix.SIGKILL)
-			<-reaped
+			<-ch.tornDown
 		}
 	}()
 	cmd = nil // the goroutine above owns Wait now
@@ -307,6 +319,12 @@ func openInitFiles(logPath, exitPath, sockPath string) (files []*os.File, err er
 		return files, fmt.Errorf("get exec socket file: %w", err)
 	}
 	return append(files, ctlF), nil
+}
+
+// initChild is a container init started by this process.
+type initChild struct {
+	reaped   chan struct{} // closed once the init has been reaped and exit.json is final
+	tornDown chan struct{} // closed once its mount namespace is gone too
 }
 
 // readReply waits for the init's one reply, or its death.
