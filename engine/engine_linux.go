@@ -639,8 +639,11 @@ func (e *Engine) Stats(id string) (Stats, error) {
 }
 
 // Delete kills the container if it still runs and removes everything it
-// owns: cgroup, IP, upper and work directories (not a caller's UpperDir),
-// logs kept in the container directory, and the directory itself.
+// owns: cgroup, veth, IP, upper and work directories (not a caller's
+// UpperDir), logs kept in the container directory, and the directory
+// itself. The container is gone from List when Delete returns; its
+// directory may still be on its way out in the background, which GC
+// waits for.
 func (e *Engine) Delete(ctx context.Context, id string) error {
 	c, err := e.loadConfig(id)
 	if err != nil {

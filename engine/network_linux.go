@@ -27,6 +27,8 @@ type network struct {
 
 	mu    sync.Mutex
 	ready bool // bridge and rules exist
+	brIdx int  // the bridge's interface index and MTU, valid while ready
+	brMTU int
 }
 
 func newNetwork(root, bridge, subnet string, log *slog.Logger) (*network, error) {
@@ -103,13 +105,29 @@ func checkSubnet(bridge, subnet string) error {
 	return nil
 }
 
-// ensure creates the bridge, its address and the NAT rules if missing.
-func (n *network) ensure() error {
+// ensure creates the bridge, its address and the NAT rules if missing,
+// and returns the bridge's index and MTU.
+func (n *network) ensure() (index, mtu int, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.ready {
-		return nil
+	if !n.ready {
+		if err := n.setUp(); err != nil {
+			return 0, 0, err
+		}
 	}
+	return n.brIdx, n.brMTU, nil
+}
+
+// forget makes the next ensure look at the bridge again (someone may have
+// deleted it).
+func (n *network) forget() {
+	n.mu.Lock()
+	n.ready = false
+	n.mu.Unlock()
+}
+
+// setUp does ensure's work; n.mu is held.
+func (n *network) setUp() error {
 	br, err := netlink.LinkByName(n.bridge)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -148,6 +166,7 @@ func (n *network) ensure() error {
 			return fmt.Errorf("add iptables rule %v: %w", r.spec, err)
 		}
 	}
+	n.brIdx, n.brMTU = br.Attrs().Index, br.Attrs().MTU
 	n.ready = true
 	return nil
 }
@@ -206,32 +225,31 @@ func (e *Engine) attachNetwork(ctx context.Context, c *containerConfig, pid int)
 	if err != nil {
 		return err
 	}
-	if err := n.ensure(); err != nil {
-		return err
-	}
-	br, err := netlink.LinkByName(n.bridge)
-	if err != nil {
-		return fmt.Errorf("find bridge: %w", err)
-	}
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
 		return fmt.Errorf("open container network namespace: %w", err)
 	}
 	defer ns.Close()
-	la := netlink.NewLinkAttrs()
-	la.Name = c.HostVeth
-	la.MasterIndex = br.Attrs().Index
-	la.MTU = br.Attrs().MTU
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return fmt.Errorf("create veth %s: %w", c.HostVeth, err)
-	}
-	host, err := netlink.LinkByName(c.HostVeth)
-	if err != nil {
-		return fmt.Errorf("find veth %s: %w", c.HostVeth, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("bring veth up: %w", err)
+	for attempt := 0; ; attempt++ {
+		brIdx, brMTU, err := n.ensure()
+		if err != nil {
+			return err
+		}
+		la := netlink.NewLinkAttrs()
+		la.Name = c.HostVeth
+		la.MasterIndex = brIdx
+		la.MTU = brMTU
+		la.Flags = net.FlagUp // the host end comes up with its creation
+		veth := &netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+		err = netlink.LinkAdd(veth)
+		if err != nil && attempt == 0 && errors.Is(err, unix.ENODEV) {
+			n.forget() // the bridge went away: create it again
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create veth %s: %w", c.HostVeth, err)
+		}
+		break
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
