@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -154,17 +155,35 @@ func (n *network) setUp() error {
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bring bridge up: %w", err)
 	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("enable ip forwarding: %w", err)
-	}
 	ipt, err := iptables.New()
 	if err != nil {
 		return fmt.Errorf("open iptables: %w", err)
 	}
-	for _, r := range n.rules() {
-		if err := ipt.AppendUnique(r.table, r.chain, r.spec...); err != nil {
-			return fmt.Errorf("add iptables rule %v: %w", r.spec, err)
+	err = withForwarding(func() error {
+		// NAT for egress needs forwarding; turn it on only if it is off,
+		// and record that berth did.
+		on, err := os.ReadFile(ipForwardPath)
+		if err != nil {
+			return fmt.Errorf("read ip forwarding: %w", err)
 		}
+		if strings.TrimSpace(string(on)) != "1" {
+			if err := os.WriteFile(ipForwardMark, []byte("berth turned on net.ipv4.ip_forward for its bridges; the last bridge removed turns it off\n"), 0o644); err != nil {
+				return fmt.Errorf("record ip forwarding: %w", err)
+			}
+			if err := os.WriteFile(ipForwardPath, []byte("1"), 0o644); err != nil {
+				return fmt.Errorf("enable ip forwarding: %w", err)
+			}
+			n.log.Info("turned on IPv4 forwarding for the container bridge; it is turned off again when the last berth bridge is removed", "mark", ipForwardMark)
+		}
+		for _, r := range n.rules() {
+			if err := ipt.AppendUnique(r.table, r.chain, r.spec...); err != nil {
+				return fmt.Errorf("add iptables rule %v: %w", r.spec, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	n.brIdx, n.brMTU = br.Attrs().Index, br.Attrs().MTU
 	n.ready = true
@@ -203,13 +222,65 @@ func (n *network) remove() error {
 		return fmt.Errorf("remove bridge %s: %d addresses still allocated", n.bridge, inUse)
 	}
 	if ipt, err := iptables.New(); err == nil {
-		for _, r := range n.rules() {
-			_ = ipt.DeleteIfExists(r.table, r.chain, r.spec...)
+		err := withForwarding(func() error {
+			for _, r := range n.rules() {
+				_ = ipt.DeleteIfExists(r.table, r.chain, r.spec...)
+			}
+			return restoreForwarding(ipt)
+		})
+		if err != nil {
+			n.log.Warn("restore IPv4 forwarding", "err", err)
 		}
 	}
 	removeLink(n.bridge)
 	n.ready = false
 	return nil
+}
+
+const (
+	ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+	// ipForwardMark records, for the whole host (every engine and Root),
+	// that berth turned forwarding on; /run is empty after a reboot, when
+	// forwarding is back to its configured value anyway.
+	ipForwardMark = "/run/berth-ip-forward"
+	ipForwardLock = "/run/berth-ip-forward.lock"
+)
+
+// withForwarding runs fn under a host-wide lock, so that one engine's
+// removal of the last bridge and another's new bridge do not interleave
+// between the forwarding setting and the bridges' rules.
+func withForwarding(fn func() error) error {
+	lock, err := os.OpenFile(ipForwardLock, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("open ip forwarding lock: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock ip forwarding: %w", err)
+	}
+	return fn()
+}
+
+// restoreForwarding turns IPv4 forwarding off again if berth turned it on
+// and no berth bridge is left (none of berth's FORWARD rules). Called
+// under withForwarding.
+func restoreForwarding(ipt *iptables.IPTables) error {
+	if _, err := os.Stat(ipForwardMark); err != nil {
+		return nil // berth did not turn it on
+	}
+	rules, err := ipt.List("filter", "FORWARD")
+	if err != nil {
+		return fmt.Errorf("list forward rules: %w", err)
+	}
+	for _, r := range rules {
+		if strings.Contains(r, "berth:") {
+			return nil // another bridge still needs it
+		}
+	}
+	if err := os.WriteFile(ipForwardPath, []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("disable ip forwarding: %w", err)
+	}
+	return os.Remove(ipForwardMark)
 }
 
 func removeLink(name string) {
