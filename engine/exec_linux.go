@@ -27,11 +27,31 @@ type ExecOptions struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive its output; nil discards it.
 	Stdout, Stderr io.Writer
+	// Size is the terminal's size when the process starts (TTY only); the
+	// zero value leaves the kernel's default of 0x0.
+	Size TermSize
+	// Resize delivers window changes while the process runs (TTY only),
+	// for example an SSH session's window-change requests; each one
+	// resizes the terminal, which sends the process SIGWINCH. Exec stops
+	// reading it when it returns; nil means a fixed size.
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in character cells.
+type TermSize struct {
+	Width  uint16 `json:"width"`
+	Height uint16 `json:"height"`
+}
+
+// setTermSize sets the size of the terminal f is a side of.
+func setTermSize(f *os.File, s TermSize) error {
+	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: s.Height, Col: s.Width})
 }
 
 type execRequest struct {
-	Process Process `json:"process"`
-	TTY     bool    `json:"tty"`
+	Process Process  `json:"process"`
+	TTY     bool     `json:"tty"`
+	Size    TermSize `json:"size,omitempty"`
 }
 
 type execReply struct {
@@ -65,7 +85,7 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	req, _ := json.Marshal(execRequest{Process: p, TTY: opts.TTY})
+	req, _ := json.Marshal(execRequest{Process: p, TTY: opts.TTY, Size: opts.Size})
 
 	var copiers sync.WaitGroup
 	var local []*os.File // our ends, closed when done
@@ -149,6 +169,29 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 			return ExitStatus{}, fmt.Errorf("exec in container %s: no terminal received", id)
 		}
 		local = append(local, master)
+		if opts.Resize != nil {
+			stop := make(chan struct{})
+			var resizer sync.WaitGroup
+			resizer.Add(1)
+			go func() {
+				defer resizer.Done()
+				for {
+					select {
+					case s, ok := <-opts.Resize:
+						if !ok {
+							return
+						}
+						if err := setTermSize(master, s); err != nil {
+							e.log.Debug("resize exec terminal", "id", id, "err", err)
+						}
+					case <-stop:
+						return
+					}
+				}
+			}()
+			// Runs before the deferred close of master.
+			defer func() { close(stop); resizer.Wait() }()
+		}
 		if opts.Stdin != nil {
 			go func() { _, _ = io.Copy(master, opts.Stdin) }()
 		}
@@ -244,6 +287,12 @@ func (in *initProc) handleExec(conn *net.UnixConn) {
 		}
 		defer master.Close()
 		defer slave.Close()
+		if req.Size != (TermSize{}) {
+			if err := setTermSize(master, req.Size); err != nil {
+				_ = enc.Encode(execReply{Error: "set terminal size: " + err.Error()})
+				return
+			}
+		}
 		files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
 	} else {
 		if len(fds) != 3 {
