@@ -28,6 +28,12 @@ test:
 	$(GO) build ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+## test-cgroup2: the engine's real container tests on a pure cgroup v2 kernel
+## (Debian's 6.18 under qemu; see test/cgroup2/run.sh). PKGS picks packages.
+.PHONY: test-cgroup2
+test-cgroup2:
+	test/cgroup2/run.sh $(PKGS)
+
 ## bench: benchmarks against the real peers (runc, crun, nginx), reported as ratios.
 bench:
 	scripts/deps.sh bench

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # deps.sh installs the Debian packages berth needs that are missing.
-# Usage: scripts/deps.sh run|test|bench
+# Usage: scripts/deps.sh run|test|bench|cgroup2
 # It asks apt only when something is missing, so a second run is instant.
 set -euo pipefail
 
 run_pkgs=(postgresql git openssh-client busybox-static debootstrap iproute2 iptables ca-certificates btrfs-progs e2fsprogs)
 test_pkgs=("${run_pkgs[@]}" chromium)
 bench_pkgs=("${test_pkgs[@]}" runc crun nginx-light wrk hyperfine)
+# cgroup2: test/cgroup2/run.sh, the engine tests in a qemu VM on a pure cgroup v2 kernel.
+cgroup2_pkgs=(qemu-system-x86 debootstrap e2fsprogs busybox-static xz-utils)
 
 case "${1:-run}" in
 run) want=("${run_pkgs[@]}") ;;
 test) want=("${test_pkgs[@]}") ;;
 bench) want=("${bench_pkgs[@]}") ;;
-*) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+cgroup2) want=("${cgroup2_pkgs[@]}") ;;
+*) echo "usage: $0 run|test|bench|cgroup2" >&2; exit 2 ;;
 esac
 
 missing=()
