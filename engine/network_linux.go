@@ -168,7 +168,7 @@ func (n *network) setUp() error {
 		}
 		if strings.TrimSpace(string(on)) != "1" {
 			if err := os.WriteFile(ipForwardMark, []byte("berth turned on net.ipv4.ip_forward for its bridges; the last bridge removed turns it off\n"), 0o644); err != nil {
-				return fmt.Errorf("record ip forwarding: %w", err)
+				n.log.Warn("cannot record that berth turns on IPv4 forwarding; it will stay on", "err", err)
 			}
 			if err := os.WriteFile(ipForwardPath, []byte("1"), 0o644); err != nil {
 				return fmt.Errorf("enable ip forwarding: %w", err)
@@ -251,6 +251,9 @@ const (
 // between the forwarding setting and the bridges' rules.
 func withForwarding(fn func() error) error {
 	lock, err := os.OpenFile(ipForwardLock, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		return fn() // no /run: nothing to coordinate through
+	}
 	if err != nil {
 		return fmt.Errorf("open ip forwarding lock: %w", err)
 	}
