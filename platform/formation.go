@@ -11,10 +11,10 @@ import (
 
 // formationOf loads the app's process types. The disk limit is the app's
 // (one quota covers all its containers' writable layers), so every type
-// reports the one set: the largest, should a type added later lack it.
+// carries the app's.
 func formationOf(ctx context.Context, q querier, a App) ([]Process, error) {
-	rows, err := q.Query(ctx, `select process_type, quantity, memory_bytes, cpu_millis, pids, max(disk_bytes) over (), network_bps
-		from formation where app_id = $1 order by process_type`, a.ID)
+	rows, err := q.Query(ctx, `select f.process_type, f.quantity, f.memory_bytes, f.cpu_millis, f.pids, a.disk_bytes, f.network_bps
+		from formation f join apps a on a.id = f.app_id where f.app_id = $1 order by f.process_type`, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("load formation of %s: %w", a.Name, err)
 	}
@@ -208,16 +208,12 @@ func (s *Service) SetLimits(ctx context.Context, actor Actor, app, processType s
 			return err
 		}
 		l := p.Limits
-		if _, err := tx.Exec(ctx, `update formation set memory_bytes = $3, cpu_millis = $4, pids = $5, disk_bytes = $6, network_bps = $7
-			where app_id = $1 and process_type = $2`, a.ID, processType, l.MemoryBytes, l.CPUMillis, l.PIDs, l.DiskBytes, l.NetworkBPS); err != nil {
+		if _, err := tx.Exec(ctx, `update formation set memory_bytes = $3, cpu_millis = $4, pids = $5, network_bps = $6
+			where app_id = $1 and process_type = $2`, a.ID, processType, l.MemoryBytes, l.CPUMillis, l.PIDs, l.NetworkBPS); err != nil {
 			return fmt.Errorf("set limits of %s: %w", processType, err)
 		}
-		// The disk limit is the app's: one quota covers the writable layers
-		// of all its containers, so every process type carries the same one.
-		if change.DiskBytes != nil {
-			if _, err := tx.Exec(ctx, `update formation set disk_bytes = $2 where app_id = $1`, a.ID, l.DiskBytes); err != nil {
-				return fmt.Errorf("set disk limit of %s: %w", app, err)
-			}
+		if _, err := tx.Exec(ctx, `update apps set disk_bytes = $2 where id = $1`, a.ID, l.DiskBytes); err != nil {
+			return fmt.Errorf("set disk limit of %s: %w", app, err)
 		}
 		return nil
 	})

@@ -462,16 +462,19 @@ func (s *Service) APITokens(ctx context.Context, actor Actor) ([]APIToken, error
 	if err := actor.valid(); err != nil || actor.system {
 		return nil, forbidden("API tokens are for users")
 	}
-	rows, err := s.pool.Query(ctx, `select name, created_at, coalesce(last_used_at, 'epoch'::timestamptz)
+	rows, err := s.pool.Query(ctx, `select name, created_at, last_used_at
 		from api_tokens where user_id = $1 order by name`, actor.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("list API tokens: %w", err)
 	}
 	toks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIToken, error) {
-		var t APIToken
-		err := r.Scan(&t.Name, &t.CreatedAt, &t.LastUsedAt)
-		if t.LastUsedAt.Equal(time.Unix(0, 0)) {
-			t.LastUsedAt = time.Time{}
+		var (
+			t    APIToken
+			used *time.Time
+		)
+		err := r.Scan(&t.Name, &t.CreatedAt, &used)
+		if used != nil {
+			t.LastUsedAt = *used
 		}
 		return t, err
 	})
