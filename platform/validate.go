@@ -221,22 +221,6 @@ func isUnlimited(s string) bool {
 	return false
 }
 
-// splitNumber splits "1.5g" into 1.5 and "g".
-func splitNumber(s string) (float64, string, bool) {
-	i := 0
-	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
-		i++
-	}
-	if i == 0 {
-		return 0, "", false
-	}
-	v, err := strconv.ParseFloat(s[:i], 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, "", false
-	}
-	return v, s[i:], true
-}
-
 // ParseSize parses a memory or disk size: "512m", "1g", "1.5GiB", "64k",
 // "100b". Units are binary (k = 1024); a bare number means megabytes, as in
 // Dokku's resource:limit. "0", "none" and "unlimited" give 0 (no limit).
@@ -272,7 +256,7 @@ func ParseCPU(s string) (int64, error) {
 	if isUnlimited(t) {
 		return 0, nil
 	}
-	v, unit, ok := splitNumber(t)
+	v, unit, ok := units.SplitNumber(t)
 	var m float64
 	switch {
 	case ok && unit == "":

@@ -78,9 +78,10 @@ func rateUnit(u string) (int64, bool) {
 	return 0, false
 }
 
-// number splits "1.5mbit" into 1.5 and "mbit". The number is plain
-// decimal: digits with at most one dot, no sign, no exponent.
-func number(s string) (float64, string, bool) {
+// SplitNumber splits "1.5mbit" into 1.5 and "mbit" (the unit trimmed of
+// spaces). The number is plain decimal: digits with at most one dot, no
+// sign, no exponent.
+func SplitNumber(s string) (float64, string, bool) {
 	i, digits, dots := 0, 0, 0
 	for ; i < len(s); i++ {
 		switch c := s[i]; {
@@ -113,7 +114,7 @@ func ParseSize(s string, bare int64) (int64, error) {
 	if len(in) > maxInput {
 		return 0, errors.New("too long")
 	}
-	v, unit, ok := number(in)
+	v, unit, ok := SplitNumber(in)
 	if !ok {
 		return 0, errors.New("give a size such as 512m or 1g (units b, k, m, g, t, p; 1k = 1024)")
 	}
@@ -138,7 +139,7 @@ func ParseRate(s string) (int64, error) {
 	if len(in) > maxInput {
 		return 0, errors.New("too long")
 	}
-	v, unit, ok := number(in)
+	v, unit, ok := SplitNumber(in)
 	if !ok {
 		return 0, errors.New("give a rate such as 10mbit (units bit, kbit, mbit, gbit, tbit)")
 	}
