@@ -363,14 +363,16 @@ func (fc *fconn) serveOne() bool {
 			return true
 		}
 	}
-	if !headBuffered(fc.br) {
+	head, discard, whole := bufferedHead(fc.br)
+	var err error
+	if !whole {
 		// Slowloris: the rest of the head must come within
 		// ReadHeaderTimeout. A head that came in one piece skips the
 		// timer update.
 		fc.deadline = start.Add(rt.cfg.ReadHeaderTimeout).UnixNano()
 		fc.c.SetReadDeadline(time.Unix(0, fc.deadline))
+		head, discard, err = peekHead(fc.br)
 	}
-	head, discard, err := peekHead(fc.br)
 	if err != nil {
 		if errors.Is(err, errHeadTooLarge) {
 			fc.errorPage(http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large\n", true)
@@ -388,7 +390,7 @@ func (fc *fconn) serveOne() bool {
 		ts := rt.alog.timestamp(start)
 		fc.logBuf = appendLogPrefix(fc.logBuf[:0], ts[:], fc.ip, rq.host, rq.method, rq.uri, protoName(rq.http10))
 	}
-	idLen := fc.requestID(&rq)
+	idLen := rt.fastRequestID(&fc.id, &rq)
 	id := fc.id[:idLen]
 
 	st := fc.proxy(&rq, discard, id, start.UnixNano())
@@ -401,23 +403,11 @@ func (fc *fconn) serveOne() bool {
 	return st.keep
 }
 
-// headBuffered reports whether br holds a whole head.
-func headBuffered(br *bufio.Reader) bool {
-	buf, _ := br.Peek(br.Buffered())
-	end, _ := headEnd(buf)
-	return end >= 0
-}
-
 func protoName(http10 bool) string {
 	if http10 {
 		return "HTTP/1.0"
 	}
 	return "HTTP/1.1"
-}
-
-// requestID puts the request id in fc.id: the client's if sane, else a new one.
-func (fc *fconn) requestID(rq *fastReq) int {
-	return fc.rt.fastRequestID(&fc.id, rq)
 }
 
 // fastRequestID puts the request id in dst: the client's if sane, else a

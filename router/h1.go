@@ -168,9 +168,8 @@ func peekHead(br *bufio.Reader) (head []byte, discard int, err error) {
 		return nil, 0, fmt.Errorf("read head: %w: %w", errNothingRead, err)
 	}
 	for {
-		buf, _ := br.Peek(br.Buffered())
-		if end, next := headEnd(buf); end >= 0 {
-			return buf[:end], next, nil
+		if head, next, ok := bufferedHead(br); ok {
+			return head, next, nil
 		}
 		if br.Buffered() == br.Size() {
 			head, err := readLongHead(br)
@@ -180,6 +179,17 @@ func peekHead(br *bufio.Reader) (head []byte, discard int, err error) {
 			return nil, 0, fmt.Errorf("read head: %w", err)
 		}
 	}
+}
+
+// bufferedHead is peekHead for a head already whole in br's buffer,
+// without reading; ok is false when the buffer holds less.
+func bufferedHead(br *bufio.Reader) (head []byte, discard int, ok bool) {
+	buf, _ := br.Peek(br.Buffered())
+	end, next := headEnd(buf)
+	if end < 0 {
+		return nil, 0, false
+	}
+	return buf[:end], next, true
 }
 
 // readLongHead reads a head larger than the connection's buffer.
