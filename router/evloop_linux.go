@@ -409,7 +409,7 @@ func (l *evLoop) sweep() {
 	for u, idle := range l.pools {
 		keep := idle[:0]
 		for _, c := range idle {
-			if u.gone.Load() || l.now-c.idleAt > int64(l.rt.cfg.IdleConnTimeout) {
+			if u.retired.Load() || l.now-c.idleAt > int64(l.rt.cfg.IdleConnTimeout) {
 				l.closeUp(c)
 				continue
 			}
@@ -966,7 +966,7 @@ func (l *evLoop) pooled(u *upstream) *lconn {
 		up := idle[len(idle)-1]
 		idle[len(idle)-1] = nil
 		idle = idle[:len(idle)-1]
-		if u.gone.Load() || l.now-up.idleAt >= int64(l.rt.cfg.IdleConnTimeout) {
+		if u.retired.Load() || l.now-up.idleAt >= int64(l.rt.cfg.IdleConnTimeout) {
 			l.closeUp(up)
 			continue
 		}
@@ -981,7 +981,7 @@ func (l *evLoop) pooled(u *upstream) *lconn {
 func (l *evLoop) pool(up *lconn, now int64) {
 	u := up.u
 	idle := l.pools[u]
-	if u.gone.Load() || len(idle) >= l.rt.cfg.MaxIdleConnsPerBackend || l.state.Load() >= loopClose {
+	if u.retired.Load() || len(idle) >= l.rt.cfg.MaxIdleConnsPerBackend || l.state.Load() >= loopClose {
 		l.closeUp(up)
 		return
 	}

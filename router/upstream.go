@@ -26,12 +26,11 @@ type upstream struct {
 	active    atomic.Int64 // requests in flight, for LeastConn
 	downUntil atomic.Int64 // unix nanoseconds; 0 when up
 
-	mu      sync.Mutex
-	idle    []*pconn
-	retired bool
-	// gone mirrors retired for the event loops' pools, which check it
-	// without the lock.
-	gone atomic.Bool
+	mu   sync.Mutex
+	idle []*pconn
+	// retired is set, under mu, when the backend leaves the table; it is
+	// atomic for the event loops' pools, which check it without the lock.
+	retired atomic.Bool
 	// ap is addr parsed, for the event loops' own dialing; ok is false
 	// for a name that needs resolving.
 	ap   netip.AddrPort
@@ -123,7 +122,7 @@ func (u *upstream) get(ctx context.Context, maxIdle time.Duration, now int64) (p
 func (u *upstream) put(pc *pconn, now int64) {
 	pc.idleAt = now
 	u.mu.Lock()
-	if u.retired || len(u.idle) >= u.rt.cfg.MaxIdleConnsPerBackend {
+	if u.retired.Load() || len(u.idle) >= u.rt.cfg.MaxIdleConnsPerBackend {
 		u.mu.Unlock()
 		pc.conn.Close()
 		return
@@ -136,8 +135,7 @@ func (u *upstream) put(pc *pconn, now int64) {
 // requests go on; their connections are closed when they end.
 func (u *upstream) retire() {
 	u.mu.Lock()
-	u.retired = true
-	u.gone.Store(true)
+	u.retired.Store(true)
 	idle := u.idle
 	u.idle = nil
 	u.mu.Unlock()
