@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -51,10 +52,11 @@ type Router struct {
 
 	// httpsPort is ":PORT" when HTTPS is not on 443, for redirects.
 	httpsPort string
-	// issuedMu guards issued: the hosts ACME has served a certificate
-	// for, whose plain-HTTP requests are redirected to HTTPS.
-	issuedMu sync.RWMutex
-	issued   map[string]struct{}
+	// issued holds the hosts ACME has served a certificate for, whose
+	// plain-HTTP requests are redirected to HTTPS. It only grows, by
+	// copying under issuedMu, so requests read it without a lock.
+	issuedMu sync.Mutex
+	issued   atomic.Pointer[map[string]struct{}]
 
 	// Buffers reused across requests: body copy buffers and the fast
 	// path's client connection readers and writers.
@@ -96,7 +98,7 @@ func New(cfg Config, logger *slog.Logger) (*Router, error) {
 		if _, port, err := net.SplitHostPort(cfg.HTTPSAddr); err == nil && port != "443" {
 			rt.httpsPort = ":" + port
 		}
-		rt.issued = make(map[string]struct{})
+		rt.issued.Store(&map[string]struct{}{})
 		rt.tlsCfg = &tls.Config{
 			GetCertificate: rt.getCertificate,
 			NextProtos:     []string{"h2", "http/1.1"},
@@ -324,7 +326,7 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	name := normalizeHost(hello.ServerName)
 	isChallenge := len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto
 	if !isChallenge {
-		if crt := rt.table.Load().cert(name); crt != nil {
+		if crt := lookupCert(rt.table.Load(), name); crt != nil {
 			return crt, nil
 		}
 	}
@@ -334,9 +336,7 @@ func (rt *Router) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 			return nil, fmt.Errorf("get acme certificate for %q: %w", name, err)
 		}
 		if !isChallenge {
-			rt.issuedMu.Lock()
-			rt.issued[name] = struct{}{}
-			rt.issuedMu.Unlock()
+			rt.markIssued(name)
 		}
 		return crt, nil
 	}
@@ -362,13 +362,26 @@ func (rt *Router) redirectHTTPS(host []byte) bool {
 	if rt.tlsCfg == nil {
 		return false
 	}
-	if rt.table.Load().certBytes(host) != nil {
+	if lookupCert(rt.table.Load(), host) != nil {
 		return true
 	}
-	rt.issuedMu.RLock()
-	_, ok := rt.issued[string(host)]
-	rt.issuedMu.RUnlock()
+	_, ok := (*rt.issued.Load())[string(host)]
 	return ok
+}
+
+// markIssued adds name to the hosts ACME has served a certificate for; a
+// handshake for a host already there takes no lock.
+func (rt *Router) markIssued(name string) {
+	if _, ok := (*rt.issued.Load())[name]; ok {
+		return
+	}
+	rt.issuedMu.Lock()
+	defer rt.issuedMu.Unlock()
+	old := *rt.issued.Load()
+	m := make(map[string]struct{}, len(old)+1)
+	maps.Copy(m, old)
+	m[name] = struct{}{}
+	rt.issued.Store(&m)
 }
 
 // writeRedirect writes a redirect of the request for host and uri to its

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"crypto/tls"
 	"strings"
 	"sync/atomic"
@@ -64,29 +63,24 @@ func (c *compiled) lookup(host string) *route {
 	return nil
 }
 
-func (c *compiled) cert(host string) *tls.Certificate {
-	if crt := c.certs[host]; crt != nil {
-		return crt
-	}
-	if i := strings.IndexByte(host, '.'); i > 0 {
-		return c.certs["*"+host[i:]]
-	}
-	return nil
-}
-
-// certBytes is cert for a lower-cased host, without allocating.
-func (c *compiled) certBytes(host []byte) *tls.Certificate {
+// lookupCert finds the uploaded certificate for a lower-cased host, exact
+// or wildcard, without allocating.
+func lookupCert[T ~string | ~[]byte](c *compiled, host T) *tls.Certificate {
 	if len(c.certs) == 0 {
 		return nil
 	}
 	if crt := c.certs[string(host)]; crt != nil {
 		return crt
 	}
-	if i := bytes.IndexByte(host, '.'); i > 0 {
-		var kb [256]byte
-		return c.certs[string(append(append(kb[:0], '*'), host[i:]...))]
+	i := 0
+	for i < len(host) && host[i] != '.' {
+		i++
 	}
-	return nil
+	if i == 0 || i == len(host) {
+		return nil
+	}
+	var kb [256]byte
+	return c.certs[string(append(append(kb[:0], '*'), host[i:]...))]
 }
 
 // SetTable swaps in a new routing table atomically. Requests already in
