@@ -376,6 +376,11 @@ func TestBrowser(t *testing.T) {
 	b.submit(`form[action$="/domains"] button`)
 	b.waitFor("the domain", `document.querySelector("#domains").textContent.includes("www.shop.example")`)
 	b.shot("12-domains")
+	b.submit(`#domains form[action$="/domains/remove"] button`)
+	b.waitFor("the domain removed", `!document.querySelector("#domains") || !document.querySelector("#domains").textContent.includes("www.shop.example")`)
+	if doms, err := e.svc.Domains(context.Background(), platform.System(), app); err != nil || len(doms) != 0 {
+		t.Errorf("domains after removing in the dashboard: %v, %v", doms, err)
+	}
 	b.open("/apps/" + app)
 	b.do("memory limit", chromedp.SendKeys(chromedp.CSS(`form[action$="/limits"] input[name="memory"]`), "256m"))
 	b.submit(`form[action$="/limits"] button`)

@@ -58,12 +58,22 @@ var funcs = template.FuncMap{
 		return fmt.Sprint(v)
 	},
 	"add": func(a, b int) int { return a + b },
+	// rowAction is the data of the "rowAction" partial: a one-button form
+	// posting one hidden field (remove a key, unset a config var, …).
+	"rowAction": func(action, csrf, field, value, label string) rowAction {
+		return rowAction{Action: action, CSRF: csrf, Field: field, Value: value, Label: label}
+	},
 	"short": func(s string, n int) string {
 		if len(s) > n {
 			return s[:n]
 		}
 		return s
 	},
+}
+
+// rowAction is a table row's one-button form.
+type rowAction struct {
+	Action, CSRF, Field, Value, Label string
 }
 
 func parseTemplates() (*templates, error) {

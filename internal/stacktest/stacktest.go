@@ -48,13 +48,13 @@ func NewEngine(t testing.TB, root, prefix string) (*engine.Engine, engine.Config
 	if err != nil {
 		t.Fatalf("new engine: %v", err)
 	}
-	t.Cleanup(func() { CleanupEngine(t, eng) })
+	t.Cleanup(func() { cleanupEngine(t, eng) })
 	return eng, cfg
 }
 
-// CleanupEngine deletes every container under eng's root (every engine over
+// cleanupEngine deletes every container under eng's root (every engine over
 // that root sees the same ones), collects garbage and removes the network.
-func CleanupEngine(t testing.TB, eng *engine.Engine) {
+func cleanupEngine(t testing.TB, eng *engine.Engine) {
 	t.Helper()
 	ctx := context.Background()
 	infos, err := eng.List()
