@@ -243,7 +243,10 @@ func mountImage(image, target, fstype, data string) error {
 	return nil
 }
 
-// kernelHasFS reports whether the running kernel supports a filesystem.
+// kernelHasFS reports whether the running kernel supports a filesystem:
+// registered already, or built as a module that mount(2) loads on first use
+// (/proc/filesystems lists a module only once it is loaded, so a host that
+// never mounted btrfs would otherwise lose the btrfs driver).
 func kernelHasFS(fstype string) bool {
 	b, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
@@ -252,6 +255,20 @@ func kernelHasFS(fstype string) bool {
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
 		if len(f) > 0 && f[len(f)-1] == fstype {
+			return true
+		}
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	dep, err := os.ReadFile(filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:]), "modules.dep"))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(dep)) {
+		mod, _, _ := strings.Cut(line, ":")
+		if name, _, _ := strings.Cut(filepath.Base(mod), ".ko"); name == fstype {
 			return true
 		}
 	}
