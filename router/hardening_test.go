@@ -38,39 +38,48 @@ func closedWithin(t *testing.T, conn net.Conn, d time.Duration) bool {
 }
 
 func TestClientTimeouts(t *testing.T) {
+	const (
+		headerTimeout = 300 * time.Millisecond
+		idleTimeout   = 2 * time.Second
+	)
 	tests := []struct {
 		name string
 		send string // what the client sends before it stalls
+		// within is how soon the router must close the connection: a
+		// stalled head goes well before the idle timeout would close it.
+		within time.Duration
 	}{
-		{name: "slowloris head", send: "GET / HTTP/1.1\r\nHost: app.test\r\nX-A: "},
-		{name: "idle keep-alive", send: "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"},
-		{name: "idle before any request"},
+		{name: "slowloris head", send: "GET / HTTP/1.1\r\nHost: app.test\r\nX-A: ", within: idleTimeout * 7 / 10},
+		{name: "idle keep-alive", send: "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n", within: 5 * time.Second},
+		{name: "idle before any request", within: 5 * time.Second},
 	}
 	be := startBackend(t, "web", nil)
 	for _, fe := range plainFrontends {
 		t.Run(fe.name, func(t *testing.T) {
-			rt := newRouter(t, Config{ReadHeaderTimeout: 300 * time.Millisecond, ClientIdleTimeout: 600 * time.Millisecond})
+			t.Parallel()
+			rt := newRouter(t, Config{ReadHeaderTimeout: headerTimeout, ClientIdleTimeout: idleTimeout})
 			rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
 			addr := fe.start(t, rt)
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
 					conn := dialRouter(t, addr)
 					if _, err := io.WriteString(conn, tc.send); err != nil {
 						t.Fatal(err)
 					}
-					if !closedWithin(t, conn, 5*time.Second) {
-						t.Fatal("connection still open after the timeout")
+					if !closedWithin(t, conn, tc.within) {
+						t.Fatalf("connection still open after %v", tc.within)
 					}
 				})
 			}
-			// An active client is not cut: requests spaced under the idle
-			// timeout, each head within the header timeout.
+			// An active client is not cut: requests spaced over the header
+			// timeout but under the idle timeout, each head sent whole.
 			c := newClient(t)
 			for range 4 {
 				if resp, body := get(t, c, addr, "app.test", "/"); resp.StatusCode != 200 || body != "web" {
 					t.Fatalf("got %d %q", resp.StatusCode, body)
 				}
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(2 * headerTimeout)
 			}
 		})
 	}
