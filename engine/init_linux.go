@@ -470,25 +470,20 @@ func forkExec(p *Process, files []uintptr, tty bool) (int, error) {
 
 // loop forwards signals to the app and reaps children until the app exits.
 func (in *initProc) loop(app int, sigs chan os.Signal) {
-	// The app may have exited before SIGCHLD was wanted.
-	if ws, done := in.reap(app); done {
-		in.finish(ws)
-	}
 	for {
 		select {
 		case f := <-in.spawn:
 			f()
 		case s := <-sigs:
+			// Only forwardedSignals arrive here: SIGCHLD is reaping, the
+			// rest go to the app.
 			sig := s.(syscall.Signal)
-			switch sig {
-			case syscall.SIGCHLD:
-				if ws, done := in.reap(app); done {
-					in.finish(ws)
-				}
-			case syscall.SIGURG, syscall.SIGPIPE, syscall.SIGTTIN, syscall.SIGTTOU:
-				// SIGURG is the Go runtime's own preemption signal.
-			default:
+			if sig != syscall.SIGCHLD {
 				_ = unix.Kill(app, sig)
+				continue
+			}
+			if ws, done := in.reap(app); done {
+				in.finish(ws)
 			}
 		}
 	}
