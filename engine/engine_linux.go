@@ -698,23 +698,28 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 			}
 		}
 	}
+	// The upper and work directories inside dir go with it to the trash;
+	// those outside it, and a quota's, are removed here.
 	inDir := func(p string) bool { return strings.HasPrefix(p, dir+string(filepath.Separator)) }
-	if tornDown != nil && ((c.Work != "" && !inDir(c.Work)) || (c.OwnUpper && (!inDir(c.Upper) || e.cfg.Quota != nil))) {
+	removeWork := c.Work != "" && !inDir(c.Work)
+	removeUpper := c.OwnUpper && c.Upper != "" && !inDir(c.Upper)
+	releaseQuota := e.cfg.Quota != nil && c.OwnUpper
+	if tornDown != nil && (removeWork || removeUpper || releaseQuota) {
 		// The overlay must be gone before its directories are.
 		<-tornDown
 		tornDown = nil
 	}
-	if c.Work != "" && !inDir(c.Work) {
+	if removeWork {
 		if err := os.RemoveAll(c.Work); err != nil {
 			errs = append(errs, fmt.Errorf("remove work dir: %w", err))
 		}
 	}
-	if c.OwnUpper && c.Upper != "" && !inDir(c.Upper) {
+	if removeUpper {
 		if err := os.RemoveAll(c.Upper); err != nil {
 			errs = append(errs, fmt.Errorf("remove upper dir: %w", err))
 		}
 	}
-	if e.cfg.Quota != nil && c.OwnUpper {
+	if releaseQuota {
 		if err := e.cfg.Quota.Release(ctx, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("release quota: %w", err))
 		}
@@ -729,20 +734,16 @@ func (e *Engine) cleanup(ctx context.Context, c *containerConfig) error {
 const trashDir = ".trash"
 
 // trash moves dir into the trash and removes it in the background, once
-// tornDown (if not nil) is closed; if the rename fails, it removes dir at
-// once.
+// tornDown (if not nil) is closed; if the rename fails (dir is already
+// gone, say), it removes dir at once.
 func (e *Engine) trash(dir string, tornDown <-chan struct{}) error {
 	t := filepath.Join(e.cfg.Root, trashDir)
 	dst := filepath.Join(t, filepath.Base(dir)+"-"+newID())
 	err := os.Rename(dir, dst)
 	if errors.Is(err, os.ErrNotExist) {
+		// No trash yet, or GC just removed it.
 		if err = os.Mkdir(t, 0o700); err == nil || errors.Is(err, os.ErrExist) {
 			err = os.Rename(dir, dst)
-		}
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		if _, serr := os.Lstat(dir); errors.Is(serr, os.ErrNotExist) {
-			return nil // already gone
 		}
 	}
 	if err != nil {
