@@ -250,18 +250,29 @@ const (
 // removal of the last bridge and another's new bridge do not interleave
 // between the forwarding setting and the bridges' rules.
 func withForwarding(fn func() error) error {
-	lock, err := os.OpenFile(ipForwardLock, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	lock, err := lockFile(ipForwardLock)
 	if errors.Is(err, os.ErrNotExist) {
 		return fn() // no /run: nothing to coordinate through
 	}
 	if err != nil {
-		return fmt.Errorf("open ip forwarding lock: %w", err)
+		return fmt.Errorf("ip forwarding: %w", err)
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock ip forwarding: %w", err)
-	}
 	return fn()
+}
+
+// lockFile opens path, creating it, and takes an exclusive lock on it,
+// which lasts until the file is closed.
+func lockFile(path string) (*os.File, error) {
+	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return lock, nil
 }
 
 // restoreForwarding turns IPv4 forwarding off again if berth turned it on
@@ -370,14 +381,11 @@ type ipamState struct {
 // several processes on one Root never hand out one address twice; fn
 // returns whether to save.
 func (n *network) withIPAM(fn func(*ipamState) bool) error {
-	lock, err := os.OpenFile(filepath.Join(n.root, "ipam.lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	lock, err := lockFile(filepath.Join(n.root, "ipam.lock"))
 	if err != nil {
-		return fmt.Errorf("open ipam lock: %w", err)
+		return fmt.Errorf("ipam: %w", err)
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock ipam: %w", err)
-	}
 	path := filepath.Join(n.root, "ipam.json")
 	var s ipamState
 	if err := readJSON(path, &s); err != nil && !errors.Is(err, os.ErrNotExist) {
