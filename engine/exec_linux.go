@@ -170,11 +170,9 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 		}
 		local = append(local, master)
 		if opts.Resize != nil {
-			stop := make(chan struct{})
-			var resizer sync.WaitGroup
-			resizer.Add(1)
+			quit, resizerDone := make(chan struct{}), make(chan struct{})
 			go func() {
-				defer resizer.Done()
+				defer close(resizerDone)
 				for {
 					select {
 					case s, ok := <-opts.Resize:
@@ -184,13 +182,14 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 						if err := setTermSize(master, s); err != nil {
 							e.log.Debug("resize exec terminal", "id", id, "err", err)
 						}
-					case <-stop:
+					case <-quit:
 						return
 					}
 				}
 			}()
-			// Runs before the deferred close of master.
-			defer func() { close(stop); resizer.Wait() }()
+			// Runs before the deferred close of master, whose descriptor
+			// number could otherwise be reused under the resizer.
+			defer func() { close(quit); <-resizerDone }()
 		}
 		if opts.Stdin != nil {
 			go func() { _, _ = io.Copy(master, opts.Stdin) }()

@@ -38,7 +38,7 @@ func TestExec(t *testing.T) {
 		{name: "user and env", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "echo $(id -u):$(id -g) $FOO; pwd"}, UID: 1000, GID: 1000, Env: []string{"FOO=bar"}, Cwd: "/tmp"}}, wantOut: "1000:1000 bar\n/tmp\n"},
 		{name: "tty", opts: ExecOptions{TTY: true, Process: Process{Args: []string{"sh", "-c", "tty; [ -t 0 ] && echo is-a-tty"}}}, wantOut: "/dev/pts/0"},
 		{name: "tty size", opts: ExecOptions{TTY: true, Size: TermSize{Width: 100, Height: 30}, Process: Process{Args: []string{"sh", "-c", "stty size; [ -t 0 ] && echo is-a-tty"}}}, wantOut: "30 100\n"},
-		{name: "tty resize", opts: ExecOptions{TTY: true, Size: TermSize{Width: 80, Height: 24}, Resize: resized(TermSize{Width: 120, Height: 40}), Process: Process{Args: []string{"sh", "-c", "sleep 0.5; stty size; [ -t 0 ] && echo is-a-tty"}}}, wantOut: "40 120\n"},
+		{name: "tty resize", opts: ExecOptions{TTY: true, Size: TermSize{Width: 80, Height: 24}, Resize: resized(TermSize{Width: 120, Height: 40}), Process: Process{Args: []string{"sh", "-c", `while [ "$(stty size)" = "24 80" ]; do sleep 0.05; done; stty size; [ -t 0 ] && echo is-a-tty`}}}, wantOut: "40 120\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
