@@ -179,7 +179,7 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	// the kernel retiring that namespace later, while Delete removes the
 	// veth, made Delete slower than the exit became faster.
 	mntNS := -1
-	if c.IP == "" {
+	if c.HostVeth == "" {
 		if fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 			mntNS = fd
 		}
