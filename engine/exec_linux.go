@@ -51,7 +51,7 @@ func setTermSize(f *os.File, s TermSize) error {
 type execRequest struct {
 	Process Process  `json:"process"`
 	TTY     bool     `json:"tty"`
-	Size    TermSize `json:"size,omitempty"`
+	Size    TermSize `json:"size,omitzero"`
 }
 
 type execReply struct {
