@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -18,10 +16,16 @@ import (
 )
 
 // cgroupParent is the directory under each hierarchy that holds berth's
-// container cgroups. It stays while containers come and go (removing it
-// on every Delete raced with another engine creating a container below
-// it); GC removes it when empty.
+// container cgroups. It stays while containers come and go; GC removes it
+// when empty.
 const cgroupParent = "berth"
+
+// cgroupParentLock orders creating a container's cgroup (shared) against
+// GC removing the empty parent (exclusive), across every Engine on the
+// host: without it GC of one Engine could remove the parent while another
+// creates a cgroup below it (v1 cpuset then fails with ENODEV reading the
+// dying parent's cpuset.mems).
+const cgroupParentLock = "/run/berth-cgroup.lock"
 
 // allowedDevices is deny-all plus the standard character devices.
 var allowedDevices = []*devconfig.Rule{
@@ -99,12 +103,12 @@ func (e *Engine) cgroupManager(id string, l Limits) (cgroups.Manager, error) {
 // createCgroup creates the container's cgroup with its limits and, for
 // pid > 0, moves that process into it.
 func (e *Engine) createCgroup(m cgroups.Manager, l Limits, pid int) error {
-	err := m.Apply(pid)
-	if errors.Is(err, os.ErrNotExist) {
-		// GC of another engine removed the shared parent between
-		// creating it and the container's cgroup below it: once more.
-		err = m.Apply(pid)
+	lock, err := flockFile(cgroupParentLock, unix.LOCK_SH)
+	if err != nil {
+		return fmt.Errorf("create cgroup: %w", err)
 	}
+	err = m.Apply(pid)
+	lock.Close()
 	if err != nil {
 		return fmt.Errorf("create cgroup: %w", err)
 	}
@@ -132,7 +136,14 @@ func (e *Engine) destroyCgroup(id string) error {
 
 // removeEmptyParents removes berth's parent directory from every hierarchy
 // where it is empty; a busy one belongs to a running container and stays.
+// While any Engine is creating a cgroup, the parent is busy by definition:
+// the removal is skipped rather than waited for.
 func (e *Engine) removeEmptyParents() {
+	lock, err := flockFile(cgroupParentLock, unix.LOCK_EX|unix.LOCK_NB)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
 	for _, root := range e.cgRoots {
 		_ = unix.Rmdir(filepath.Join(root, cgroupParent))
 	}

@@ -264,11 +264,17 @@ func withForwarding(fn func() error) error {
 // lockFile opens path, creating it, and takes an exclusive lock on it,
 // which lasts until the file is closed.
 func lockFile(path string) (*os.File, error) {
+	return flockFile(path, unix.LOCK_EX)
+}
+
+// flockFile opens path, creating it, and flocks it with how (LOCK_EX,
+// LOCK_SH, optionally LOCK_NB); closing the file releases the lock.
+func flockFile(path string, how int) (*os.File, error) {
 	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+	if err := unix.Flock(int(lock.Fd()), how); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
