@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
+
+	"github.com/berthhq/berth/router"
 )
 
 // serve runs the daemon until SIGTERM or SIGINT.
@@ -19,6 +22,7 @@ func serve(cfg Config, logOut io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("serve: berth runs containers and must run as root (try: sudo berth serve)")
 	}
+	runtime.GOMAXPROCS(router.ProcsForEventLoops(os.Getenv("GOMAXPROCS")))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

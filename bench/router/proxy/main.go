@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -32,6 +33,7 @@ func run() error {
 	policy := flag.String("policy", "round-robin", "round-robin or least-conn")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
+	runtime.GOMAXPROCS(router.ProcsForEventLoops(os.Getenv("GOMAXPROCS")))
 
 	pol, err := router.ParsePolicy(*policy)
 	if err != nil {
