@@ -213,6 +213,39 @@ func TestCallerUpperDir(t *testing.T) {
 	}
 }
 
+// TestMountThroughSymlinkStaysInside mounts a volume below a path that an
+// image layer made a symlink to an absolute host path: the symlink must
+// resolve inside the container's root, never on the host.
+func TestMountThroughSymlinkStaysInside(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	tmp := searchableTempDir(t)
+	host := filepath.Join(tmp, "host")
+	layer := filepath.Join(tmp, "layer")
+	vol := filepath.Join(tmp, "vol")
+	for _, d := range []string{host, layer, vol} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(host, filepath.Join(layer, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vol, "marker"), []byte("volume\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", "cat /escape/data/marker; ls -d "+host+"/data")
+	spec.Layers = []string{testRootfs, layer}
+	spec.Mounts = []Mount{{Source: vol, Destination: "/escape/data", ReadOnly: true}}
+	out, st := output(t, e, spec)
+	if st.Code != 0 || !strings.Contains(out, "volume") {
+		t.Fatalf("status %v: %s", st, out)
+	}
+	if ents, _ := os.ReadDir(host); len(ents) != 0 {
+		t.Errorf("the mount point was made on the host: %v", ents)
+	}
+}
+
 func treeDigest(t *testing.T, dir string) string {
 	t.Helper()
 	var b strings.Builder
@@ -529,7 +562,7 @@ echo c > /proc/sysrq-trigger 2>/dev/null && echo sysrq=written || echo sysrq=den
 mount -t tmpfs x /mnt 2>/dev/null && echo mount=ok || echo mount=denied
 echo kcore=$(head -c 100 /proc/kcore | wc -c)
 echo keys=$(cat /proc/keys 2>/dev/null | wc -c)
-grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr '\t' ' '
+grep -E '^(CapEff|CapBnd|NoNewPrivs|SigIgn|SigBlk)' /proc/self/status | tr '\t' ' '
 echo fds=$(ls /proc/self/fd | wc -l)
 (echo x >> /proc/1/exe) 2>/dev/null && echo exe=written || echo exe=denied
 echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo procsys=written || echo procsys=denied
@@ -540,7 +573,7 @@ echo sysro=$(grep -c ' /sys ro,' /proc/self/mountinfo)
 		t.Fatalf("status %v: %s", st, out)
 	}
 	want := fmt.Sprintf("CapEff: %016x", capMask())
-	for _, w := range []string{"sysrq=denied", "mount=denied", "kcore=0", "keys=0", want, "CapBnd: " + want[len("CapEff: "):], "NoNewPrivs: 1", "exe=denied", "procsys=denied", "firmware=0", "sysro=1"} {
+	for _, w := range []string{"sysrq=denied", "mount=denied", "kcore=0", "keys=0", want, "CapBnd: " + want[len("CapEff: "):], "NoNewPrivs: 1", "SigIgn: 0000000000000000", "SigBlk: 0000000000000000", "exe=denied", "procsys=denied", "firmware=0", "sysro=1"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("want %q in:\n%s", w, out)
 		}

@@ -3,13 +3,11 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -48,12 +46,6 @@ func setTermSize(f *os.File, s TermSize) error {
 	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: s.Height, Col: s.Width})
 }
 
-type execRequest struct {
-	Process Process  `json:"process"`
-	TTY     bool     `json:"tty"`
-	Size    TermSize `json:"size,omitzero"`
-}
-
 type execReply struct {
 	Pid    int         `json:"pid,omitempty"`
 	Error  string      `json:"error,omitempty"`
@@ -85,7 +77,10 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	req, _ := json.Marshal(execRequest{Process: p, TTY: opts.TTY, Size: opts.Size})
+	req, err := encodeExec(&p, opts.TTY, opts.Size)
+	if err != nil {
+		return ExitStatus{}, invalid("Process", "%v", err)
+	}
 
 	var copiers sync.WaitGroup
 	var local []*os.File // our ends, closed when done
@@ -227,145 +222,6 @@ func copyOut(w io.Writer, r io.Reader) {
 		w = io.Discard
 	}
 	_, _ = io.Copy(w, r)
-}
-
-// serveExec accepts Exec requests on the control socket.
-func (in *initProc) serveExec(f *os.File) {
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return
-	}
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go in.handleExec(conn.(*net.UnixConn))
-	}
-}
-
-func (in *initProc) handleExec(conn *net.UnixConn) {
-	defer conn.Close()
-	buf := make([]byte, 1<<20)
-	oob := make([]byte, unix.CmsgSpace(4*3))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return
-	}
-	var fds []int
-	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-		for _, m := range msgs {
-			if r, err := unix.ParseUnixRights(&m); err == nil {
-				fds = append(fds, r...)
-			}
-		}
-	}
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	enc := json.NewEncoder(conn)
-	var req execRequest
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
-		_ = enc.Encode(execReply{Error: "decode exec request: " + err.Error()})
-		return
-	}
-	var master, slave *os.File
-	var files []uintptr
-	if req.TTY {
-		master, slave, err = openPty()
-		if err != nil {
-			_ = enc.Encode(execReply{Error: err.Error()})
-			return
-		}
-		defer master.Close()
-		defer slave.Close()
-		if req.Size != (TermSize{}) {
-			if err := setTermSize(master, req.Size); err != nil {
-				_ = enc.Encode(execReply{Error: "set terminal size: " + err.Error()})
-				return
-			}
-		}
-		files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
-	} else {
-		if len(fds) != 3 {
-			_ = enc.Encode(execReply{Error: "exec request without stdio"})
-			return
-		}
-		files = []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])}
-	}
-	type result struct {
-		pid int
-		err error
-	}
-	status := make(chan unix.WaitStatus, 1)
-	res := make(chan result, 1)
-	in.spawn <- func() {
-		pid, err := forkExec(&req.Process, files, req.TTY)
-		if err == nil {
-			in.mu.Lock()
-			in.waits[pid] = status
-			in.mu.Unlock()
-		}
-		res <- result{pid, err}
-	}
-	r := <-res
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-	fds = nil
-	if r.err != nil {
-		_ = enc.Encode(execReply{Error: r.err.Error()})
-		return
-	}
-	rep, _ := json.Marshal(execReply{Pid: r.pid})
-	if req.TTY {
-		slave.Close()
-		if _, _, err := conn.WriteMsgUnix(rep, unix.UnixRights(int(master.Fd())), nil); err != nil {
-			return
-		}
-		master.Close()
-	} else if _, err := conn.Write(append(rep, '\n')); err != nil {
-		return
-	}
-	ws := <-status
-	es := ExitStatus{ExitedAt: time.Now().UTC()}
-	if ws.Signaled() {
-		es.Signal = int(ws.Signal())
-		es.Code = 128 + es.Signal
-	} else {
-		es.Code = ws.ExitStatus()
-	}
-	_ = enc.Encode(execReply{Status: &es})
-}
-
-// openPty opens a new pseudo-terminal pair on the container's devpts.
-func openPty() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlock pty: %w", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("get pty number: %w", err)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("open pty slave: %w", err)
-	}
-	return m, s, nil
 }
 
 // lockedWriter serialises writes to a writer shared by two copiers.

@@ -23,19 +23,18 @@ import (
 // ExtraFile): the config and the files come in, the result goes out.
 const fdSync = 3
 
-// initConfig is what the engine sends the init with the mount fds.
+// initConfig is what the engine sends the init with the mount fds (see
+// encodeInit).
 type initConfig struct {
-	ID       string      `json:"id"`
-	Rootfs   string      `json:"rootfs"`
-	Hostname string      `json:"hostname"`
-	Process  Process     `json:"process"`
-	Mounts   []initMount `json:"mounts"` // fd initFiles+1+i of the message, after the rootfs
-	UserNS   bool        `json:"userNS"`
+	Rootfs   string
+	Hostname string
+	Process  Process
+	Mounts   []initMount // fd initFiles+1+i of the message, after the rootfs
 }
 
 type initMount struct {
-	Destination string `json:"destination"`
-	File        bool   `json:"file"`
+	Destination string
+	File        bool
 }
 
 // initReply is the init's answer once the app runs (or failed to).
@@ -154,8 +153,8 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		Stderr: initLog,
 		Path:   "/proc/self/exe",
 		Args:   []string{"berth-init", id},
-		// One P keeps the init at a handful of threads, which count against pids.max.
-		Env:         []string{roleEnv + "=init", "GOMAXPROCS=1"},
+		// The init is C (init_linux.c), run before the Go runtime would start.
+		Env:         []string{roleEnv + "=init"},
 		ExtraFiles:  []*os.File{child},
 		SysProcAttr: attr,
 	}
@@ -258,9 +257,9 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 		send = append(send, int(f.Fd()))
 	}
 	send = append(send, fds...)
-	msg, err := json.Marshal(cfg)
+	msg, err := encodeInit(cfg)
 	if err != nil {
-		return tm, fmt.Errorf("encode init config: %w", err)
+		return tm, fmt.Errorf("start container %s: %w", id, err)
 	}
 	if err := unix.Sendmsg(int(parent.Fd()), msg, unix.UnixRights(send...), nil, 0); err != nil {
 		return tm, fmt.Errorf("send init config: %w", err)
@@ -407,7 +406,7 @@ func (e *Engine) prepareMounts(c *containerConfig, pid int) (fds []int, cfg *ini
 		return nil, nil, err
 	}
 	fds = append(fds, ovl)
-	cfg = &initConfig{ID: c.ID, Rootfs: filepath.Join(e.dir(c.ID), "rootfs"), Hostname: c.Spec.Hostname, Process: c.Spec.Process, UserNS: c.UserNS}
+	cfg = &initConfig{Rootfs: filepath.Join(e.dir(c.ID), "rootfs"), Hostname: c.Spec.Hostname, Process: c.Spec.Process}
 	if cfg.Hostname == "" {
 		cfg.Hostname = c.ID[:12]
 	}

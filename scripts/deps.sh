@@ -4,7 +4,7 @@
 # It asks apt only when something is missing, so a second run is instant.
 set -euo pipefail
 
-run_pkgs=(postgresql git openssh-client busybox-static debootstrap iproute2 iptables ca-certificates btrfs-progs e2fsprogs)
+run_pkgs=(gcc libc6-dev postgresql git openssh-client busybox-static debootstrap iproute2 iptables ca-certificates btrfs-progs e2fsprogs)
 test_pkgs=("${run_pkgs[@]}" chromium)
 bench_pkgs=("${test_pkgs[@]}" runc crun nginx-light wrk hyperfine)
 # cgroup2: test/cgroup2/run.sh, the engine tests in a qemu VM on a pure cgroup v2 kernel.

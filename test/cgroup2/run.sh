@@ -258,7 +258,7 @@ main() {
 		name=$(basename "$p")
 		log "build $p.test"
 		mkdir -p "$work/pkgs/$name"
-		(cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/pkgs/$name/$name.test" "./$p")
+		(cd "$repo" && go test -c -o "$work/pkgs/$name/$name.test" "./$p")
 		[[ -d $repo/$p/testdata ]] && cp -a "$repo/$p/testdata" "$work/pkgs/$name/"
 		names+=("$name")
 	done
