@@ -129,6 +129,9 @@ func New(cfg Config) (*Engine, error) {
 	if e.cgRoots, err = cgroupRoots(); err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
+	if err := probeOverlayFDs(cfg.Root); err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
+	}
 	if err := probeIDMappedMounts(cfg.Root); err != nil {
 		e.log.Warn("idmapped mounts unsupported: containers run without a user namespace (container root is host root, with reduced capabilities and no_new_privs); layers stay shared", "err", err)
 	} else {
@@ -945,4 +948,30 @@ func (e *Engine) IP(id string) (net.IP, error) {
 		return nil, err
 	}
 	return net.ParseIP(c.IP), nil
+}
+
+// probeOverlayFDs checks that overlayfs takes its layers as file
+// descriptors (fsconfig FSCONFIG_SET_FD "lowerdir+", Linux 6.13 and
+// later), which is how the engine builds every root filesystem: it needs
+// no option string (whose page-size limit caps the number of layers) and
+// works with idmapped layer mounts. Older kernels refuse it only when a
+// container starts; this says so at once.
+func probeOverlayFDs(dir string) error {
+	fso, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("%w: overlayfs is not available (fsopen overlay: %v); load the overlay module", ErrUnsupported, err)
+	}
+	defer unix.Close(fso)
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.FsconfigSetFd(fso, "lowerdir+", fd); err != nil {
+		var uts unix.Utsname
+		_ = unix.Uname(&uts)
+		return fmt.Errorf("%w: this kernel (%s) cannot give overlayfs its layers as file descriptors, which berth needs (Linux 6.13 or later): fsconfig lowerdir+: %v",
+			ErrUnsupported, unix.ByteSliceToString(uts.Release[:]), err)
+	}
+	return nil
 }
