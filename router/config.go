@@ -91,6 +91,12 @@ type Config struct {
 	// ClientIdleTimeout closes client keep-alive connections idle this long;
 	// default 120s.
 	ClientIdleTimeout time.Duration
+	// WriteTimeout closes a plain-HTTP client connection whose response
+	// has not moved for this long (a client that stopped reading, or
+	// vanished), with the backend connection serving it; default 60s, as
+	// nginx's send_timeout. A slow download that keeps moving is not cut;
+	// upgraded connections (websockets) are left to their ends.
+	WriteTimeout time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -121,10 +127,13 @@ func (c *Config) setDefaults() error {
 	if c.ClientIdleTimeout == 0 {
 		c.ClientIdleTimeout = 120 * time.Second
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 60 * time.Second
+	}
 	switch {
 	case c.Policy != RoundRobin && c.Policy != LeastConn:
 		return fmt.Errorf("check policy %d: %w", int(c.Policy), ErrInvalidConfig)
-	case c.DialTimeout < 0, c.FailTimeout < 0, c.IdleConnTimeout < 0, c.ShutdownTimeout < 0:
+	case c.DialTimeout < 0, c.FailTimeout < 0, c.IdleConnTimeout < 0, c.ShutdownTimeout < 0, c.WriteTimeout < 0:
 		return fmt.Errorf("check timeouts: negative duration: %w", ErrInvalidConfig)
 	case c.MaxIdleConnsPerBackend < 0:
 		return fmt.Errorf("check max idle conns %d: %w", c.MaxIdleConnsPerBackend, ErrInvalidConfig)

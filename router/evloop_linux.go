@@ -113,7 +113,11 @@ type lconn struct {
 	eof    bool
 	out    outBuf
 	outOff int
-	peer   *lconn
+	// stallAt is when out last moved: the socket took bytes of it, or
+	// refused the first, or sweep saw the send queue (sendq) change.
+	stallAt int64
+	sendq   int
+	peer    *lconn
 
 	// Client side.
 	ip         string
@@ -396,7 +400,16 @@ func (l *evLoop) sweep() {
 			if c.connecting && l.now-c.connectAt > int64(l.rt.cfg.DialTimeout) {
 				l.connectFailed(c, os.ErrDeadlineExceeded)
 			}
-		case c.state != clIdle || c.outPending():
+		case c.outPending():
+			// A client that stopped reading, or vanished: closing it
+			// closes the backend connection of a response still coming.
+			// One that reads slowly empties the send queue meanwhile.
+			if q := unsent(c.fd); q != c.sendq {
+				c.sendq, c.stallAt = q, l.now
+			} else if l.now-c.stallAt > int64(l.rt.cfg.WriteTimeout) {
+				l.clientGone(c)
+			}
+		case c.state != clIdle:
 		case c.n > c.off:
 			// Slowloris: a head must arrive within ReadHeaderTimeout.
 			if c.headAt != 0 && l.now-c.headAt > int64(l.rt.cfg.ReadHeaderTimeout) {
@@ -892,9 +905,14 @@ func (l *evLoop) afterResponse(c *lconn) {
 
 // flushClient writes c.out; false means the client is gone (and closed).
 func (l *evLoop) flushClient(c *lconn) bool {
+	moved := false
 	for c.outOff < len(c.out) {
 		m, err := rawWrite(c.fd, c.out[c.outOff:])
 		if err == unix.EAGAIN {
+			// The write timeout runs from the last byte the socket took.
+			if moved || c.stallAt == 0 {
+				c.stallAt = l.now
+			}
 			return true
 		}
 		if err != nil {
@@ -902,8 +920,9 @@ func (l *evLoop) flushClient(c *lconn) bool {
 			return false
 		}
 		c.outOff += m
+		moved = true
 	}
-	c.out, c.outOff = c.out[:0], 0
+	c.out, c.outOff, c.stallAt = c.out[:0], 0, 0
 	return true
 }
 

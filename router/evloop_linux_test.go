@@ -3,7 +3,6 @@ package router
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,21 +29,11 @@ func TestLoopKeepsWhatItServes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := newRouter(t, Config{})
 			rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs := newFastServer(rt, ln, false)
+			addr, fs := servePlain(t, rt, false)
 			if fs.loops == nil {
 				t.Fatal("event loops did not start")
 			}
-			go fs.serve() //nolint:errcheck // ends at shutdown
-			t.Cleanup(func() {
-				done := make(chan struct{})
-				close(done)
-				fs.shutdown(done)
-			})
-			conn := dialRouter(t, ln.Addr().String())
+			conn := dialRouter(t, addr)
 			if _, err := io.WriteString(conn, tc.req); err != nil {
 				t.Fatal(err)
 			}

@@ -29,7 +29,10 @@ import (
 //
 // net/http notices a client that leaves mid-request with a read per
 // request; here a sweeper (sweep) watches only the clients whose backends
-// have been slow to answer for a second, so fast requests pay nothing.
+// have been slow to answer for a second, so fast requests pay nothing. The
+// same sweeper cuts clients that stopped taking their responses (see
+// clientWriter), where a write deadline per write would cost a clock
+// reading and a timer update.
 
 const (
 	clientReadBuf  = 8 << 10
@@ -78,6 +81,7 @@ func newFastServer(rt *Router, ln net.Listener, noLoops bool) *fastServer {
 func (fs *fastServer) adoptConn(c net.Conn, pending []byte) {
 	fc := &fconn{fs: fs, rt: fs.rt, c: c}
 	fc.rd.pending = pending
+	fc.wr.c = c
 	fs.mu.Lock()
 	fs.conns[fc] = struct{}{}
 	fs.mu.Unlock()
@@ -168,6 +172,12 @@ type fconn struct {
 	logBuf   []byte
 	id       [128]byte
 	rd       clientReader
+	wr       clientWriter
+	// For sweep only: the write count and the socket's send queue
+	// (connUnsent) it last saw, and since when.
+	wrSeen  uint64
+	wrQueue int
+	wrSince int64
 
 	// Watching for a client that leaves while its backend is slow to
 	// answer (see sweep), all guarded by watchMu: waitState is waitNone,
@@ -223,7 +233,8 @@ func (fs *fastServer) sweep(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		cutoff := time.Now().Add(-slowResponse).UnixNano()
+		now := time.Now().UnixNano()
+		cutoff := now - int64(slowResponse)
 		fs.mu.Lock()
 		for fc := range fs.conns {
 			fc.watchMu.Lock()
@@ -233,8 +244,31 @@ func (fs *fastServer) sweep(stop <-chan struct{}) {
 				go fc.watch(fc.waitPC, fc.watchDone)
 			}
 			fc.watchMu.Unlock()
+			fc.checkWrite(now)
 		}
 		fs.mu.Unlock()
+	}
+}
+
+// checkWrite fails a write to the client that has not moved for
+// WriteTimeout: neither has the write ended nor has the client taken bytes
+// from the socket's send queue. The request ends as if the client had
+// left, closing its backend connection, and so does the client
+// connection. Tunnels (websockets) write to the connection itself,
+// uncounted: an upgraded connection is never cut here.
+func (fc *fconn) checkWrite(now int64) {
+	n := fc.wr.calls.Load()
+	if n&1 == 0 {
+		fc.wrSeen = n
+		return
+	}
+	q := connUnsent(fc.c)
+	if n != fc.wrSeen || q != fc.wrQueue {
+		fc.wrSeen, fc.wrQueue, fc.wrSince = n, q, now
+		return
+	}
+	if now-fc.wrSince > int64(fc.rt.cfg.WriteTimeout) {
+		fc.c.SetWriteDeadline(aLongTimeAgo)
 	}
 }
 
@@ -271,6 +305,21 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
+// clientWriter is what fc.bw writes to: the connection, with a count of
+// writes begun and ended, odd while one waits for the client to take it,
+// for sweep (checkWrite) to find stalled clients.
+type clientWriter struct {
+	c     net.Conn
+	calls atomic.Uint64
+}
+
+func (w *clientWriter) Write(p []byte) (int, error) {
+	w.calls.Add(1)
+	n, err := w.c.Write(p)
+	w.calls.Add(1)
+	return n, err
+}
+
 func (fc *fconn) serve() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -292,7 +341,7 @@ func (fc *fconn) serve() {
 	fc.br = fc.rt.clientReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.rd)
 	fc.bw = fc.rt.clientWriters.Get().(*bufio.Writer)
-	fc.bw.Reset(fc.c)
+	fc.bw.Reset(&fc.wr)
 	for {
 		if fc.fs.shutting.Load() && fc.br.Buffered() == 0 {
 			return
