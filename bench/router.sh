@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # router.sh: berth's router against nginx (Debian's nginx-light), both proxying
-# to the same minimal Go backend (12-byte response) on loopback, keep-alive,
-# measured with wrk in the same run, with access logging off in both and on
-# in both. Reports req/s and p99 latency as ratios to nginx.
+# to the same minimal Go backend (12-byte response) in a berth container on a
+# bridge of its own, keep-alive, measured with wrk in the same run, with
+# access logging off in both and on in both. Reports req/s and p99 latency as
+# ratios to nginx.
 #
 # Environment: DURATION (default 30s), ROUNDS (default 1; rounds alternate
 # nginx and berth), CONNS (64), THREADS (2), MODES ("off on").
-# Everything listens on 127.0.0.1 only; everything started is stopped on exit.
+# nginx and the router listen on 127.0.0.1 only, the backend on its
+# container's address; everything started is stopped on exit, and the
+# container program (bench/router/container) removes its container and bridge.
+# Needs root (a real container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,10 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 MODES=${MODES:-off on}
 
+if [[ $(id -u) -ne 0 ]]; then
+	echo "router bench: needs root (the backend runs in a berth container)" >&2
+	exit 1
+fi
 for tool in nginx wrk go; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "router bench: $tool not found; run: scripts/deps.sh bench" >&2
@@ -35,6 +43,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 # free_port prints a loopback TCP port nobody listens on.
 free_port() {
@@ -48,25 +57,42 @@ free_port() {
 	done
 }
 
+# wait_port PORT [HOST]: waits until HOST (default 127.0.0.1) accepts on PORT.
 wait_port() {
+	local host=${2:-127.0.0.1}
 	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+		if (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; then
 			return 0
 		fi
 		sleep 0.05
 	done
-	echo "router bench: nothing answers on port $1" >&2
+	echo "router bench: nothing answers on $host port $1" >&2
 	exit 1
 }
 
-echo "building backend and router"
-go build -o "$work/backend" ./bench/router/backend
+echo "building backend, its container and router"
+# Static: the container holds nothing but the backend.
+CGO_ENABLED=0 go build -o "$work/backend" ./bench/router/backend
+go build -o "$work/container" ./bench/router/container
 go build -o "$work/proxy" ./bench/router/proxy
 
-be_port=$(free_port)
-"$work/backend" -listen "127.0.0.1:$be_port" &
+# The container program prints the backend's IP:port once it runs.
+"$work/container" -backend "$work/backend" >"$work/backend.addr" &
 pids+=($!)
-wait_port "$be_port"
+for _ in $(seq 200); do
+	[[ -s $work/backend.addr ]] && break
+	if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+		echo "router bench: the backend container did not start" >&2
+		exit 1
+	fi
+	sleep 0.05
+done
+read -r be_addr <"$work/backend.addr" || true
+if [[ -z $be_addr ]]; then
+	echo "router bench: the backend container printed no address" >&2
+	exit 1
+fi
+wait_port "${be_addr##*:}" "${be_addr%:*}"
 
 # start_nginx MODE PORT: nginx with its own config and prefix in $work.
 start_nginx() {
@@ -89,7 +115,7 @@ http {
 	fastcgi_temp_path $dir/fastcgi;
 	uwsgi_temp_path $dir/uwsgi;
 	scgi_temp_path $dir/scgi;
-	upstream be { server 127.0.0.1:$be_port; keepalive 256; }
+	upstream be { server $be_addr; keepalive 256; }
 	server {
 		listen 127.0.0.1:$port;
 		location / {
@@ -110,15 +136,20 @@ start_berth() {
 	if [[ $mode == on ]]; then
 		args=(-access-log "$work/berth-$mode.log")
 	fi
-	"$work/proxy" -listen "127.0.0.1:$port" -backends "127.0.0.1:$be_port" "${args[@]}" &
+	"$work/proxy" -listen "127.0.0.1:$port" -backends "$be_addr" "${args[@]}" &
 	pids+=($!)
 	wait_port "$port"
 }
 
-# measure PORT: prints "REQS P99_MS NON2XX".
+# measure PORT: writes "REQS P99_MS NON2XX" to $work/measured. wrk runs as a
+# job of this shell, in pids, so that a SIGTERM's cleanup stops it too.
 measure() {
 	local out
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/")
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/" >"$work/wrk.out" &
+	pids+=($!)
+	wait "${pids[-1]}"
+	unset 'pids[-1]'
+	out=$(<"$work/wrk.out")
 	awk '
 		/Requests\/sec:/ { rps = $2 }
 		/^ +99%/ {
@@ -130,7 +161,7 @@ measure() {
 		/Non-2xx or 3xx responses:/ { bad = $5 }
 		/Socket errors:/ { errs = $0 }
 		END { printf "%s %s %d\n", rps, p99, bad + 0 }
-	' <<<"$out"
+	' <<<"$out" >"$work/measured"
 	if grep -q "Socket errors" <<<"$out"; then
 		grep "Socket errors" <<<"$out" >&2
 	fi
@@ -147,11 +178,13 @@ for mode in $MODES; do
 	wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$br_port/" >/dev/null
 	ng_rps=0 ng_p99=0 br_rps=0 br_p99=0
 	for round in $(seq "$ROUNDS"); do
-		read -r r p bad < <(measure "$ng_port")
+		measure "$ng_port"
+		read -r r p bad <"$work/measured"
 		echo "access log $mode, round $round: nginx $r req/s, p99 $p ms, non-2xx $bad"
 		ng_rps=$(awk -v a="$ng_rps" -v b="$r" 'BEGIN { print a + b }')
 		ng_p99=$(awk -v a="$ng_p99" -v b="$p" 'BEGIN { print a + b }')
-		read -r r p bad < <(measure "$br_port")
+		measure "$br_port"
+		read -r r p bad <"$work/measured"
 		echo "access log $mode, round $round: berth $r req/s, p99 $p ms, non-2xx $bad"
 		if ((bad > 0)); then
 			echo "router bench: berth answered $bad requests with non-2xx" >&2
@@ -172,5 +205,5 @@ for mode in $MODES; do
 done
 
 echo
-echo "router vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk -t$THREADS -c$CONNS -d$DURATION --latency, backend: Go net/http 12 bytes, loopback, $(nproc) cores shared"
+echo "router vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk -t$THREADS -c$CONNS -d$DURATION --latency, backend: container on a bridge (Go net/http 12 bytes at $be_addr), $(nproc) cores shared"
 printf '%s\n' "${summary[@]}"
