@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,6 +129,15 @@ func (n *network) forget() {
 	n.mu.Unlock()
 }
 
+// bridgeMAC is the bridge's fixed address: locally administered, unicast,
+// derived from its name and subnet so that it is the same after a restart.
+func (n *network) bridgeMAC() net.HardwareAddr {
+	h := sha256.Sum256([]byte(n.bridge + " " + n.subnet.String()))
+	mac := net.HardwareAddr(h[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
 // setUp does ensure's work; n.mu is held.
 func (n *network) setUp() error {
 	br, err := netlink.LinkByName(n.bridge)
@@ -140,11 +151,21 @@ func (n *network) setUp() error {
 		}
 		la := netlink.NewLinkAttrs()
 		la.Name = n.bridge
+		la.HardwareAddr = n.bridgeMAC()
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("create bridge %s: %w", n.bridge, err)
 		}
 		if br, err = netlink.LinkByName(n.bridge); err != nil {
 			return fmt.Errorf("find bridge %s: %w", n.bridge, err)
+		}
+	}
+	// A bridge whose address was never set takes the lowest of its ports'
+	// addresses, so it changes as veths come and go; containers that knew
+	// the old one could not answer the host until their ARP entry expired
+	// (about 5 s: health checks timed out). A set address stays.
+	if mac := n.bridgeMAC(); !bytes.Equal(br.Attrs().HardwareAddr, mac) {
+		if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
+			return fmt.Errorf("set bridge %s address: %w", n.bridge, err)
 		}
 	}
 	ones, _ := n.subnet.Mask.Size()
