@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
 )
 
 func TestRunExitCodeAndLogs(t *testing.T) {
@@ -459,6 +460,47 @@ func waitLog(t *testing.T, e *Engine, id, want string) {
 	})
 	if !errors.Is(err, errFound) {
 		t.Fatalf("log line %q not seen: %v", want, err)
+	}
+}
+
+// TestBridgeAddressFixed: the bridge keeps its own address while veths
+// come and go (a bridge follows its lowest port's address otherwise, and
+// containers that knew the old one lose the host).
+func TestBridgeAddressFixed(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	spec := testSpec("sleep", "30")
+	spec.Network.Mode = NetworkBridge
+	mac := func() string {
+		l, err := netlink.LinkByName(e.cfg.BridgeName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	var macs []string
+	var ids []string
+	for range 3 {
+		ids = append(ids, run(t, e, spec))
+		macs = append(macs, mac())
+	}
+	for _, id := range ids[:2] {
+		if _, err := e.Stop(context.Background(), id, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		macs = append(macs, mac())
+	}
+	n, err := e.network()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range macs {
+		if m != n.bridgeMAC().String() {
+			t.Fatalf("bridge addresses as veths came and went: %v, want %s throughout", macs, n.bridgeMAC())
+		}
 	}
 }
 
