@@ -18,6 +18,7 @@ import (
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/stacktest"
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // waitFor polls cond every 50ms until it holds or limit passes.
@@ -648,7 +649,7 @@ func TestRunOneOff(t *testing.T) {
 		name       string
 		args       []string
 		stdin      string
-		tty        bool
+		term       *tty.Terminal
 		wantCode   int
 		wantStdout string
 		wantStderr string
@@ -656,12 +657,22 @@ func TestRunOneOff(t *testing.T) {
 		{name: "config vars, streams and exit code", args: []string{"sh", "-c", `echo "$GREETING from $DYNO"; echo oops >&2; exit 7`},
 			wantCode: 7, wantStdout: "hello there from run.", wantStderr: "oops"},
 		{name: "stdin", args: []string{"sh", "-c", "read line; echo got $line"}, stdin: "ping\n", wantStdout: "got ping"},
-		{name: "terminal", args: []string{"tty"}, tty: true, wantStdout: "/dev/pts/"},
+		{name: "terminal", args: []string{"tty"}, term: &tty.Terminal{}, wantStdout: "/dev/pts/"},
+		{name: "terminal size", args: []string{"stty", "size"}, term: &tty.Terminal{Size: tty.Size{Width: 100, Height: 40}}, wantStdout: "40 100"},
+		// busybox stty prints no size for the kernel's default, 0x0.
+		{name: "absurd terminal size leaves the default", args: []string{"sh", "-c", `echo "size=[$(stty size 2>/dev/null)]"`},
+			term: &tty.Terminal{Size: tty.Size{Width: 20000, Height: 40}}, wantStdout: "size=[]"},
+		// The absurd change is skipped: stty would print it, since the
+		// loop ends at the first change.
+		{name: "window change", args: []string{"sh", "-c", `while [ "$(stty size)" = "40 100" ]; do sleep 0.05; done; stty size`},
+			term: &tty.Terminal{Size: tty.Size{Width: 100, Height: 40}, Resize: sizes(tty.Size{Width: 20000, Height: 50}, tty.Size{Width: 120, Height: 50})}, wantStdout: "50 120"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
 			var stdout, stderr syncBuffer
-			code, err := e.d.RunOneOff(ctx, "runner", tt.args, strings.NewReader(tt.stdin), &stdout, &stderr, tt.tty)
+			code, err := e.d.RunOneOff(ctx, "runner", tt.args, strings.NewReader(tt.stdin), &stdout, &stderr, tt.term)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -673,4 +684,14 @@ func TestRunOneOff(t *testing.T) {
 	if infos, _ := e.eng.List(); len(infos) != 0 {
 		t.Fatalf("%d containers left after the one-off runs", len(infos))
 	}
+}
+
+// sizes is a channel of window changes holding the given sizes, then closed.
+func sizes(s ...tty.Size) <-chan tty.Size {
+	c := make(chan tty.Size, len(s))
+	for _, size := range s {
+		c <- size
+	}
+	close(c)
+	return c
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/berthhq/berth/engine"
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // runState tracks the one-off containers in use, so a Reconcile running
@@ -27,10 +28,11 @@ func (d *Deployer) isActiveRun(id string) bool {
 
 // RunOneOff runs args in a one-off container of app's deployed release
 // (Heroku's run): the release's image, config vars in the environment, not
-// in the router, removed afterwards. With tty the command gets a
-// pseudo-terminal and its output arrives on stdout. It returns the
+// in the router, removed afterwards. With a terminal the command gets a
+// pseudo-terminal of its size that follows its window changes, and its
+// output arrives on stdout; nil runs it without one. It returns the
 // command's exit code.
-func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, term *tty.Terminal) (int, error) {
 	if len(args) == 0 {
 		return 0, fmt.Errorf("run: a command is required, e.g. run %s sh", app)
 	}
@@ -92,13 +94,56 @@ func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, std
 		return 0, fmt.Errorf("start one-off container: %w", err)
 	}
 	d.event(app, "%s started: %s", dyno, args[0])
-	es, err := d.eng.Exec(ctx, id, engine.ExecOptions{
+	opts := engine.ExecOptions{
 		Process: engine.Process{Args: args, Env: env, Cwd: img.WorkingDir, UID: img.UID, GID: img.GID},
-		TTY:     tty, Stdin: stdin, Stdout: stdout, Stderr: stderr,
-	})
+		Stdin:   stdin, Stdout: stdout, Stderr: stderr,
+	}
+	if term != nil {
+		opts.TTY = true
+		if term.Size.Valid() {
+			opts.Size = engine.TermSize(term.Size)
+		}
+		if term.Resize != nil {
+			resize, stop := forwardResize(term.Resize)
+			defer stop()
+			opts.Resize = resize
+		}
+	}
+	es, err := d.eng.Exec(ctx, id, opts)
 	if err != nil {
 		return 0, fmt.Errorf("run %s: %w", args[0], err)
 	}
 	d.event(app, "%s %s", dyno, es)
 	return es.Code, nil
+}
+
+// forwardResize passes the valid sizes from in on to the engine until in
+// closes or stop is called; stop waits for it to end.
+func forwardResize(in <-chan tty.Size) (out <-chan engine.TermSize, stop func()) {
+	c, quit, done := make(chan engine.TermSize), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(c)
+		for {
+			var s tty.Size
+			var ok bool
+			select {
+			case s, ok = <-in:
+				if !ok {
+					return
+				}
+			case <-quit:
+				return
+			}
+			if !s.Valid() {
+				continue
+			}
+			select {
+			case c <- engine.TermSize(s):
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return c, func() { close(quit); <-done }
 }

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthhq/berth/internal/tty"
 	"github.com/berthhq/berth/platform"
 )
 
@@ -27,8 +28,9 @@ type Env struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
-	// TTY says the client asked for a terminal (ssh -t).
-	TTY bool
+	// Terminal is the client's terminal, with its size and window changes,
+	// when it asked for one (ssh -t, berth on a terminal); nil otherwise.
+	Terminal *tty.Terminal
 	// Local is true for the root-only socket on the host.
 	Local bool
 }
@@ -45,7 +47,7 @@ type Deployer interface {
 	Destroy(ctx context.Context, app string) error
 	Logs(ctx context.Context, app string, lines int, follow bool, processType string, w io.Writer) error
 	Report(ctx context.Context, app string, w io.Writer) error
-	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error)
+	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, term *tty.Terminal) (int, error)
 }
 
 // diskReporter is the optional ability of a Deployer to report an app's
@@ -714,7 +716,7 @@ func (c *Commands) runOneOff(inv *Invocation) error {
 	if _, err := c.svc.App(inv.ctx, inv.actor, app); err != nil {
 		return err
 	}
-	code, err := c.deploy.RunOneOff(inv.ctx, app, inv.Args[1:], inv.env.Stdin, inv.env.Stdout, inv.env.Stderr, inv.env.TTY)
+	code, err := c.deploy.RunOneOff(inv.ctx, app, inv.Args[1:], inv.env.Stdin, inv.env.Stdout, inv.env.Stderr, inv.env.Terminal)
 	if err != nil {
 		return err
 	}

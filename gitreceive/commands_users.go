@@ -122,7 +122,7 @@ func (c *Commands) usersRemove(inv *Invocation) error {
 }
 
 func (c *Commands) usersPasswd(inv *Invocation) error {
-	if inv.env.TTY {
+	if inv.env.Terminal != nil {
 		fmt.Fprint(inv.env.Stderr, "New password (input is shown; pipe it in to hide it): ")
 	}
 	pw, err := readLine(inv.env.Stdin)

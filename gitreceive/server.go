@@ -14,6 +14,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // Config configures the SSH front door.
@@ -146,6 +148,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 		sess.Exit(1)
 		return
 	}
+	term := s.sessionTerminal(sess)
 	args := sess.Command()
 	ctx := sess.Context()
 	if len(args) > 0 {
@@ -155,9 +158,38 @@ func (s *Server) handleSession(sess ssh.Session) {
 			return
 		}
 	}
-	_, _, tty := sess.Pty()
-	code := s.cmds.Run(ctx, actor, args, &Env{Stdin: sess, Stdout: sess, Stderr: sess.Stderr(), TTY: tty})
+	code := s.cmds.Run(ctx, actor, args, &Env{Stdin: sess, Stdout: sess, Stderr: sess.Stderr(), Terminal: term})
 	sess.Exit(code)
+}
+
+// sessionTerminal is the terminal the client asked for with a pty-req, of
+// its size and following its window-change requests, or nil without one.
+// Every session with a pty drains its window changes, whatever it runs:
+// gliderlabs/ssh holds up the session's requests until each one is taken.
+func (s *Server) sessionTerminal(sess ssh.Session) *tty.Terminal {
+	pty, winCh, ok := sess.Pty()
+	if !ok {
+		return nil
+	}
+	sizeOf := func(w ssh.Window) tty.Size {
+		size := tty.SizeOf(w.Width, w.Height)
+		if !size.Valid() && w != (ssh.Window{}) {
+			s.logger.Debug("ignore terminal size", "width", w.Width, "height", w.Height, "remote", sess.RemoteAddr().String())
+		}
+		return size
+	}
+	resize := tty.NewResize()
+	go func() {
+		defer close(resize)
+		// The first value is the pty-req's own size, already in pty.
+		<-winCh
+		for w := range winCh {
+			if size := sizeOf(w); size.Valid() {
+				tty.Send(resize, size)
+			}
+		}
+	}()
+	return &tty.Terminal{Size: sizeOf(pty.Window), Resize: resize}
 }
 
 // repoApp turns git's repository argument ('/myapp', 'myapp.git', '~/myapp')

@@ -846,7 +846,7 @@ func (s *Server) apiRun(c echo.Context) error {
 	}
 	stdout := &cappedBuffer{max: maxRunOutput}
 	stderr := &cappedBuffer{max: maxRunOutput}
-	code, err := s.deploy.RunOneOff(ctx, app, req.Command, strings.NewReader(req.Stdin), stdout, stderr, false)
+	code, err := s.deploy.RunOneOff(ctx, app, req.Command, strings.NewReader(req.Stdin), stdout, stderr, nil)
 	if err != nil {
 		return fmt.Errorf("run in %s: %w", app, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/berthhq/berth/deploy"
+	"github.com/berthhq/berth/internal/tty"
 	"github.com/berthhq/berth/platform"
 )
 
@@ -31,7 +32,7 @@ type Deployer interface {
 	Destroy(ctx context.Context, app string) error
 	Instances(ctx context.Context, app string) ([]deploy.Instance, error)
 	ReadLogs(ctx context.Context, app string, opts deploy.LogOptions, w io.Writer) error
-	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error)
+	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, term *tty.Terminal) (int, error)
 }
 
 // Config configures the web server.

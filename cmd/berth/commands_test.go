@@ -38,6 +38,20 @@ COPY index.html /www/index.html
 CMD echo "boot $DYNO"; echo "$GREETING" > /www/greeting.txt; exec busybox httpd -f -v -p $PORT -h /www
 `
 
+// deployGreeter starts a daemon and pushes the greeter app to it as myapp,
+// owned by alice (the pusher), destroyed when the test ends.
+func deployGreeter(t *testing.T) (*testDaemon, *pusher) {
+	t.Helper()
+	d := newTestDaemon(t)
+	d.start()
+	t.Cleanup(func() { d.run(nil, "apps:destroy", "myapp", "--force") })
+	d.mustRun(nil, "base:create", "busybox")
+	p := newPusher(t, d, "alice")
+	p.commit("v1", map[string]string{"Dockerfile": greeter, "index.html": "hi\n"})
+	p.git("push", "berth", "main")
+	return d, p
+}
+
 // TestSSHCommandsOnADeployedApp runs the command set over ssh against a
 // real deployed app: config, scale, logs, run, restart/stop/start, domains,
 // releases and destroy, and the permission rules of another user.
@@ -176,13 +190,7 @@ func TestSSHCommandsOnADeployedApp(t *testing.T) {
 // for real, resource:report shows the driver and the use, and bad values
 // are refused without changing anything.
 func TestResourceLimits(t *testing.T) {
-	d := newTestDaemon(t)
-	d.start()
-	t.Cleanup(func() { d.run(nil, "apps:destroy", "myapp", "--force") })
-	d.mustRun(nil, "base:create", "busybox")
-	p := newPusher(t, d, "alice")
-	p.commit("v1", map[string]string{"Dockerfile": greeter, "index.html": "hi\n"})
-	p.git("push", "berth", "main")
+	d, p := deployGreeter(t)
 
 	for _, bad := range [][]string{
 		{"resource:limit", "myapp", "--memory", "-5m"},

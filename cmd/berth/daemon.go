@@ -172,7 +172,7 @@ func (d *daemon) appIDs(app string) (builder.IDRange, error) {
 // handleLocal runs a command from the root-only socket as the system actor.
 func (d *daemon) handleLocal(ctx context.Context, s *control.Session) int {
 	return d.cmds.Run(ctx, platform.System(), s.Request.Args, &gitreceive.Env{
-		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: s.Request.TTY, Local: true,
+		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Terminal: s.Terminal, Local: true,
 	})
 }
 

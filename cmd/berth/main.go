@@ -16,6 +16,7 @@ import (
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/control"
+	"github.com/berthhq/berth/internal/tty"
 	"golang.org/x/term"
 )
 
@@ -89,8 +90,44 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	req := control.Request{Args: rest}
+	var resize <-chan tty.Size
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		req.TTY = true
+		var size tty.Size
+		size, resize = followTerminal(ctx, int(f.Fd()))
+		req.Width, req.Height = int(size.Width), int(size.Height)
 	}
-	return control.Run(ctx, cfg.Socket, req, stdin, stdout, stderr)
+	return control.Run(ctx, cfg.Socket, req, stdin, stdout, stderr, resize)
+}
+
+// followTerminal returns the size of the terminal fd is on and, until ctx
+// ends, its size after each SIGWINCH, so that a command run on it (berth
+// run) fits the window as `ssh -t` would make it. A size the terminal does
+// not report is the zero Size: the daemon leaves the default.
+func followTerminal(ctx context.Context, fd int) (tty.Size, <-chan tty.Size) {
+	size := func() tty.Size {
+		w, h, err := term.GetSize(fd)
+		if err != nil {
+			return tty.Size{}
+		}
+		return tty.SizeOf(w, h)
+	}
+	// Asked for before the first size is read, so no change is missed.
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	resize := tty.NewResize()
+	go func() {
+		defer signal.Stop(winch)
+		for {
+			select {
+			case <-winch:
+				if s := size(); s.Valid() {
+					tty.Send(resize, s)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return size(), resize
 }

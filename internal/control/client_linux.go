@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"syscall"
+
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // ErrNoDaemon reports that nothing answers on the control socket.
@@ -15,7 +17,9 @@ var ErrNoDaemon = errors.New("berth daemon is not running")
 
 // Run sends args to the daemon at socketPath, copies stdin to it and its
 // output to stdout and stderr, and returns the command's exit status.
-func Run(ctx context.Context, socketPath string, req Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// resize, when not nil, delivers the client terminal's window changes,
+// which go to the daemon as they come.
+func Run(ctx context.Context, socketPath string, req Request, stdin io.Reader, stdout, stderr io.Writer, resize <-chan tty.Size) (int, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socketPath)
 	if err != nil {
@@ -61,6 +65,28 @@ func Run(ctx context.Context, socketPath string, req Request, stdin io.Reader, s
 		mu.Lock()
 		_ = writeFrame(c, frameStdinEOF, nil)
 		mu.Unlock()
+	}
+	if resize != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case s, ok := <-resize:
+					if !ok {
+						return
+					}
+					mu.Lock()
+					err := writeFrame(c, frameWindow, encodeWindow(s))
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	var buf []byte
 	for {

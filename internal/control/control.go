@@ -6,8 +6,10 @@
 // The protocol is a stream of frames in both directions. A frame is one type
 // byte, a big-endian uint32 length and that many payload bytes. The client
 // sends one request frame (JSON), then stdin data frames and a stdin-EOF
-// frame; the server sends stdout and stderr frames and ends with one exit
-// frame holding the exit status.
+// frame, and, when its stdin is a terminal, a window frame at each change of
+// the terminal's size (two big-endian uint16, width and height); the server
+// sends stdout and stderr frames and ends with one exit frame holding the
+// exit status.
 package control
 
 import (
@@ -17,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // Frame types.
@@ -24,6 +28,7 @@ const (
 	frameRequest  byte = 'R'
 	frameStdin    byte = 'i'
 	frameStdinEOF byte = 'e'
+	frameWindow   byte = 'w'
 	frameStdout   byte = 'o'
 	frameStderr   byte = 'E'
 	frameExit     byte = 'x'
@@ -39,6 +44,10 @@ type Request struct {
 	Args []string `json:"args"`
 	// TTY says the client's stdin is a terminal.
 	TTY bool `json:"tty,omitempty"`
+	// Width and Height are that terminal's size when the command starts;
+	// zero when unknown.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 func writeFrame(w io.Writer, typ byte, p []byte) error {
@@ -114,4 +123,15 @@ func decodeRequest(p []byte) (Request, error) {
 		return r, fmt.Errorf("decode request: %w", ErrProtocol)
 	}
 	return r, nil
+}
+
+func encodeWindow(s tty.Size) []byte {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, s.Width), s.Height)
+}
+
+func decodeWindow(p []byte) (tty.Size, error) {
+	if len(p) != 4 {
+		return tty.Size{}, fmt.Errorf("decode window size of %d bytes: %w", len(p), ErrProtocol)
+	}
+	return tty.SizeOf(int(binary.BigEndian.Uint16(p)), int(binary.BigEndian.Uint16(p[2:]))), nil
 }

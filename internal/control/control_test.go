@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/tty"
 )
 
 func startServer(t *testing.T, h Handler) string {
@@ -64,7 +68,7 @@ func TestRoundTrip(t *testing.T) {
 			var out, errb bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			code, err := Run(ctx, path, Request{Args: tt.args}, strings.NewReader(tt.stdin), &out, &errb)
+			code, err := Run(ctx, path, Request{Args: tt.args}, strings.NewReader(tt.stdin), &out, &errb, nil)
 			if err != nil {
 				t.Fatalf("run: %v", err)
 			}
@@ -82,7 +86,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestNoDaemon(t *testing.T) {
-	_, err := Run(context.Background(), filepath.Join(t.TempDir(), "none.sock"), Request{Args: []string{"x"}}, nil, io.Discard, io.Discard)
+	_, err := Run(context.Background(), filepath.Join(t.TempDir(), "none.sock"), Request{Args: []string{"x"}}, nil, io.Discard, io.Discard, nil)
 	if !errors.Is(err, ErrNoDaemon) {
 		t.Fatalf("err = %v, want ErrNoDaemon", err)
 	}
@@ -105,7 +109,7 @@ func TestClientGoneCancelsSession(t *testing.T) {
 		return 0
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	go Run(ctx, path, Request{Args: []string{"wait"}}, nil, io.Discard, io.Discard)
+	go Run(ctx, path, Request{Args: []string{"wait"}}, nil, io.Discard, io.Discard, nil)
 	<-started
 	cancel()
 	select {
@@ -115,9 +119,102 @@ func TestClientGoneCancelsSession(t *testing.T) {
 	}
 }
 
+// TestTerminal: a client on a terminal gives the session its size and its
+// window changes; bad sizes leave the default or are skipped, and a client
+// without a terminal gives none.
+func TestTerminal(t *testing.T) {
+	// The session waits for as many window changes as it has arguments;
+	// each case sends at most one valid one, since a change the session
+	// has not taken yet is replaced by the next.
+	path := startServer(t, func(ctx context.Context, s *Session) int {
+		if s.Terminal == nil {
+			io.WriteString(s.Stdout, "no terminal\n")
+			return 0
+		}
+		fmt.Fprintf(s.Stdout, "start %dx%d\n", s.Terminal.Size.Width, s.Terminal.Size.Height)
+		for range s.Request.Args {
+			select {
+			case size := <-s.Terminal.Resize:
+				fmt.Fprintf(s.Stdout, "resize %dx%d\n", size.Width, size.Height)
+			case <-ctx.Done():
+				return 1
+			}
+		}
+		return 0
+	})
+	tests := []struct {
+		name    string
+		req     Request
+		resizes []tty.Size
+		want    string
+	}{
+		{name: "size and a change", req: Request{Args: []string{"1"}, TTY: true, Width: 100, Height: 40},
+			resizes: []tty.Size{{Width: 120, Height: 50}}, want: "start 100x40\nresize 120x50\n"},
+		{name: "zero size leaves the default", req: Request{Args: []string{}, TTY: true}, want: "start 0x0\n"},
+		{name: "absurd size leaves the default", req: Request{Args: []string{}, TTY: true, Width: 100000, Height: 40}, want: "start 0x0\n"},
+		{name: "bad changes are skipped", req: Request{Args: []string{"1"}, TTY: true, Width: 100, Height: 40},
+			resizes: []tty.Size{{Width: 0, Height: 50}, {Width: 20000, Height: 50}, {Width: 90, Height: 30}}, want: "start 100x40\nresize 90x30\n"},
+		{name: "no terminal", req: Request{Args: []string{"1"}}, resizes: []tty.Size{{Width: 90, Height: 30}}, want: "no terminal\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			resize := make(chan tty.Size)
+			go func() {
+				for _, s := range tt.resizes {
+					select {
+					case resize <- s:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+			var out bytes.Buffer
+			code, err := Run(ctx, path, tt.req, nil, &out, io.Discard, resize)
+			if err != nil || code != 0 {
+				t.Fatalf("run: exit %d, %v", code, err)
+			}
+			if out.String() != tt.want {
+				t.Errorf("session saw %q, want %q", out.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestBadWindowFrame: a window frame that is not two uint16 ends the
+// session as a protocol error.
+func TestBadWindowFrame(t *testing.T) {
+	cancelled := make(chan struct{})
+	path := startServer(t, func(ctx context.Context, s *Session) int {
+		<-ctx.Done()
+		close(cancelled)
+		return 1
+	})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, _ := encodeRequest(Request{Args: []string{"x"}, TTY: true})
+	if err := writeFrame(c, frameRequest, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFrame(c, frameWindow, []byte{0, 80, 0}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session not cancelled by a malformed window frame")
+	}
+}
+
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{'R', 0, 0, 0, 2, '{', '}'})
 	f.Add([]byte{'x', 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{'w', 0, 0, 0, 4, 0, 100, 0, 40})
+	f.Add([]byte{'w', 0, 0, 0, 4, 0xff, 0xff, 0, 40})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		for {
@@ -125,8 +222,13 @@ func FuzzReadFrame(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if typ == frameRequest {
+			switch typ {
+			case frameRequest:
 				_, _ = decodeRequest(p)
+			case frameWindow:
+				if s, err := decodeWindow(p); err == nil && s != (tty.Size{}) && !s.Valid() {
+					t.Fatalf("decodeWindow(%x) = %+v, neither valid nor unknown", p, s)
+				}
 			}
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthhq/berth/internal/tty"
 )
 
 // Session is one command invocation arriving over the socket.
@@ -24,6 +26,9 @@ type Session struct {
 	Stderr io.Writer
 	// UID is the peer's user ID as the kernel reports it (SO_PEERCRED).
 	UID uint32
+	// Terminal is the client's terminal, of its size and following its
+	// window changes, when Request.TTY; nil otherwise.
+	Terminal *tty.Terminal
 }
 
 // Handler runs one session and returns its exit status.
@@ -144,11 +149,22 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 
+	var term *tty.Terminal
+	var resize chan tty.Size
+	if req.TTY {
+		resize = tty.NewResize()
+		term = &tty.Terminal{Size: tty.SizeOf(req.Width, req.Height), Resize: resize}
+	}
+
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
 	go func() {
-		// Stdin frames until EOF; a vanished client cancels the session.
+		// Stdin and window frames until the connection ends; a vanished
+		// client cancels the session.
+		if resize != nil {
+			defer close(resize)
+		}
 		var buf []byte
 		for {
 			typ, p, err := readFrame(c, buf)
@@ -165,6 +181,16 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 				}
 			case frameStdinEOF:
 				pw.Close()
+			case frameWindow:
+				size, err := decodeWindow(p)
+				if err != nil {
+					pw.CloseWithError(err)
+					cancel()
+					return
+				}
+				if resize != nil && size.Valid() {
+					tty.Send(resize, size)
+				}
 			default:
 				pw.CloseWithError(ErrProtocol)
 				cancel()
@@ -172,7 +198,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 			}
 		}
 	}()
-	code := s.handler(sctx, &Session{Request: req, Stdin: pr, Stdout: stdout, Stderr: stderr, UID: uid})
+	code := s.handler(sctx, &Session{Request: req, Stdin: pr, Stdout: stdout, Stderr: stderr, UID: uid, Terminal: term})
 	pr.Close()
 	exit(code)
 }
