@@ -896,8 +896,16 @@ static void runInit(void) {
 	sigprocmask(SIG_SETMASK, &allSignals, NULL);
 	// Signals the engine's process ignored stay ignored across exec; the
 	// app starts with every disposition at its default.
+	// The kernel's rt_sigaction, not libc's, which refuses the signals
+	// it reserves for itself (32 and 33) though they can be inherited.
+	struct {
+		void (*handler)(int);
+		unsigned long flags;
+		void (*restorer)(void);
+		uint64_t mask;
+	} dfl = {.handler = SIG_DFL};
 	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+		if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
 	}
 
 	char oob[CMSG_SPACE(MAX_FDS * sizeof(int))];
