@@ -96,6 +96,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		var size tty.Size
 		size, resize = followTerminal(ctx, int(f.Fd()))
 		req.Width, req.Height = int(size.Width), int(size.Height)
+		if rest[0] == "run" {
+			// As `heroku run` and `ssh -t` do: keys, Ctrl-C included, go to
+			// the one-off's terminal, which echoes and signals for itself.
+			old, err := term.MakeRaw(int(f.Fd()))
+			if err != nil {
+				return 1, fmt.Errorf("set terminal to raw mode: %w", err)
+			}
+			defer term.Restore(int(f.Fd()), old) //nolint:errcheck // best effort on the way out
+		}
 	}
 	return control.Run(ctx, cfg.Socket, req, stdin, stdout, stderr, resize)
 }
