@@ -61,11 +61,15 @@ const (
 
 // Engine creates and manages containers below one Root.
 type Engine struct {
-	cfg     Config
-	log     *slog.Logger
-	tag     string            // short hash of Root, part of cgroup names
-	userNS  bool              // idmapped mounts work: containers get a user namespace
-	cgRoots map[string]string // hierarchy directory by controller (v2: key "")
+	cfg    Config
+	log    *slog.Logger
+	tag    string // short hash of Root, part of cgroup names
+	userNS bool   // idmapped mounts work: containers get a user namespace
+	// layersByPath: overlayfs cannot take layers as file descriptors
+	// (before Linux 6.13); they are named by path in a private mount
+	// namespace instead (see buildOverlayByPath).
+	layersByPath bool
+	cgRoots      map[string]string // hierarchy directory by controller (v2: key "")
 
 	netMu sync.Mutex
 	net   *network // set up on first use
@@ -129,7 +133,10 @@ func New(cfg Config) (*Engine, error) {
 	if e.cgRoots, err = cgroupRoots(); err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
-	if err := probeOverlayFDs(cfg.Root); err != nil {
+	if err := probeOverlayFDs(cfg.Root); errors.Is(err, errNoOverlayFDs) {
+		e.layersByPath = true
+		e.log.Info("overlayfs takes no layers as file descriptors on this kernel (Linux 6.13 has it): each container's layers are attached in a private mount namespace and named by path instead, at most "+strconv.Itoa(maxLayers)+" layers", "err", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
 	if err := probeIDMappedMounts(cfg.Root); err != nil {
@@ -950,12 +957,15 @@ func (e *Engine) IP(id string) (net.IP, error) {
 	return net.ParseIP(c.IP), nil
 }
 
+// errNoOverlayFDs is probeOverlayFDs' answer on kernels before 6.13.
+var errNoOverlayFDs = errors.New("overlayfs takes no layers as file descriptors")
+
 // probeOverlayFDs checks that overlayfs takes its layers as file
 // descriptors (fsconfig FSCONFIG_SET_FD "lowerdir+", Linux 6.13 and
-// later), which is how the engine builds every root filesystem: it needs
-// no option string (whose page-size limit caps the number of layers) and
-// works with idmapped layer mounts. Older kernels refuse it only when a
-// container starts; this says so at once.
+// later), the engine's fast way to build a root filesystem: no option
+// string, whose page-size limit caps the number of layers, and no layer
+// ever attached anywhere. Without it (errNoOverlayFDs) the engine names
+// layers by path in a private mount namespace.
 func probeOverlayFDs(dir string) error {
 	fso, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
@@ -970,8 +980,7 @@ func probeOverlayFDs(dir string) error {
 	if err := unix.FsconfigSetFd(fso, "lowerdir+", fd); err != nil {
 		var uts unix.Utsname
 		_ = unix.Uname(&uts)
-		return fmt.Errorf("%w: this kernel (%s) cannot give overlayfs its layers as file descriptors, which berth needs (Linux 6.13 or later): fsconfig lowerdir+: %v",
-			ErrUnsupported, unix.ByteSliceToString(uts.Release[:]), err)
+		return fmt.Errorf("%w (kernel %s): fsconfig lowerdir+: %v", errNoOverlayFDs, unix.ByteSliceToString(uts.Release[:]), err)
 	}
 	return nil
 }

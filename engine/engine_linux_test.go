@@ -274,16 +274,16 @@ func treeDigest(t *testing.T, dir string) string {
 	return b.String()
 }
 
-func TestManyLayers(t *testing.T) {
-	t.Parallel()
-	e := newTestEngine(t)
-	base := searchableTempDir(t)
+// longLayers makes the busybox rootfs plus 60 layers in dir, whose /layer
+// holds the layer's number, with names of 120 characters, sep and the
+// number: long paths times many layers exceed the page-size limit of the
+// classic lowerdir= option string.
+func longLayers(t *testing.T, dir, sep string) []string {
+	t.Helper()
 	layers := []string{testRootfs}
-	// Long paths times many layers exceed the page-size limit of the
-	// classic lowerdir= option string.
 	long := strings.Repeat("l", 120)
 	for i := 0; i < 60; i++ {
-		d := filepath.Join(base, fmt.Sprintf("%s-%02d", long, i))
+		d := filepath.Join(dir, fmt.Sprintf("%s%s%02d", long, sep, i))
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -292,8 +292,14 @@ func TestManyLayers(t *testing.T) {
 		}
 		layers = append(layers, d)
 	}
+	return layers
+}
+
+func TestManyLayers(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
 	spec := testSpec("cat", "/layer")
-	spec.Layers = layers
+	spec.Layers = longLayers(t, searchableTempDir(t), "-")
 	out, st := output(t, e, spec)
 	if st.Code != 0 || strings.TrimSpace(out) != "59" {
 		t.Fatalf("status %v, top layer content %q, want 59", st, out)
@@ -726,5 +732,58 @@ func TestWithoutUserNamespace(t *testing.T) {
 	out, st := output(t, e, testSpec("sh", "-c", "cat /proc/self/uid_map | tr -s ' '; echo x > /new; grep CapEff /proc/self/status | tr '\\t' ' '"))
 	if st.Code != 0 || !strings.Contains(out, "0 0 4294967295") || !strings.Contains(out, fmt.Sprintf("CapEff: %016x", capMask())) {
 		t.Fatalf("status %v, output %q", st, out)
+	}
+}
+
+// TestLayersByPath runs the overlay that kernels before 6.13 get, whose
+// overlayfs takes no layers as file descriptors: many long-named layers,
+// idmapped, with a caller's upper dir, and not one mount seen by the host.
+func TestLayersByPath(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	e.layersByPath = true
+	tmp := searchableTempDir(t)
+	// With characters that overlay's option string splits on.
+	layers := longLayers(t, tmp, ",:")
+	upper := filepath.Join(tmp, "up,per:dir")
+	if err := os.Mkdir(upper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", "cat /layer; echo; stat -c %u /bin/busybox; echo x > /new && chown 1000 /new; cat /proc/self/uid_map | tr -s ' '; sleep 30")
+	spec.Layers = layers
+	spec.UpperDir = upper
+	id := run(t, e, spec)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logText(t, e, id), "200000") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := logText(t, e, id)
+	if !strings.Contains(out, "59\n0\n") || !strings.Contains(out, "0 200000 65536") {
+		t.Fatalf("top layer, layer owner and uid map: %q", out)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), tmp) || strings.Contains(string(mi), e.dir(id)) {
+		t.Errorf("the host sees a mount of the container's:\n%s", mi)
+	}
+	if err := e.Delete(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(upper, "new"))
+	if err != nil {
+		t.Fatalf("caller upper dir lost the write: %v", err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 1000 {
+		t.Errorf("file owned by %d on disk, want container uid 1000", uid)
+	}
+
+	spec = testSpec("true")
+	for len(spec.Layers) <= maxLayers {
+		spec.Layers = append(spec.Layers, testRootfs)
+	}
+	if _, err := e.Create(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "at most 500") {
+		t.Errorf("create with %d layers: %v, want a clear refusal", len(spec.Layers), err)
 	}
 }

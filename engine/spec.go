@@ -122,6 +122,9 @@ func (m IDMap) size() uint32 {
 	return m.Size
 }
 
+// maxLayers is overlayfs' own limit on lower layers (OVL_MAX_STACK).
+const maxLayers = 500
+
 func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidSpec, field, fmt.Sprintf(format, args...))
 }
@@ -130,6 +133,9 @@ func invalid(field, format string, args ...any) error {
 func (s *Spec) Validate() error {
 	if len(s.Layers) == 0 {
 		return invalid("Layers", "at least one layer (the rootfs) is required")
+	}
+	if len(s.Layers) > maxLayers {
+		return invalid("Layers", "%d layers; overlayfs stacks at most %d", len(s.Layers), maxLayers)
 	}
 	for i, l := range s.Layers {
 		if !filepath.IsAbs(l) {

@@ -401,7 +401,11 @@ func (e *Engine) prepareMounts(c *containerConfig, pid int) (fds []int, cfg *ini
 		}
 		defer unix.Close(userns)
 	}
-	ovl, err := buildOverlay(c, userns)
+	build := buildOverlay
+	if e.layersByPath {
+		build = func(c *containerConfig, userns int) (int, error) { return buildOverlayByPath(c, userns, e.dir(c.ID)) }
+	}
+	ovl, err := build(c, userns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -460,6 +464,25 @@ func cloneTree(path string, userns int, ro bool) (int, error) {
 	return fd, nil
 }
 
+// cloneLayer makes a read-only detached mount of one layer, idmapped when
+// userns >= 0.
+func cloneLayer(path string, userns int) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("clone layer %s: %w", path, err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	if userns >= 0 {
+		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		attr.Userns_fd = uint64(userns)
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("idmap layer %s: %w", path, err)
+	}
+	return fd, nil
+}
+
 // buildOverlay assembles the overlay from fds: each layer as an idmapped
 // read-only detached mount appended with "lowerdir+" (no option-string
 // length limit), then upper and work. It returns the detached overlay mount.
@@ -480,19 +503,11 @@ func buildOverlay(c *containerConfig, userns int) (int, error) {
 	}
 	// The first lowerdir+ is the top layer; Spec.Layers lists the base first.
 	for i := len(c.Spec.Layers) - 1; i >= 0; i-- {
-		fd, err := unix.OpenTree(unix.AT_FDCWD, c.Spec.Layers[i], unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		fd, err := cloneLayer(c.Spec.Layers[i], userns)
 		if err != nil {
-			return -1, fmt.Errorf("clone layer %s: %w", c.Spec.Layers[i], err)
+			return -1, err
 		}
 		held = append(held, fd)
-		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if userns >= 0 {
-			attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
-			attr.Userns_fd = uint64(userns)
-		}
-		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-			return -1, fmt.Errorf("idmap layer %s: %w", c.Spec.Layers[i], err)
-		}
 		if err := unix.FsconfigSetFd(fso, "lowerdir+", fd); err != nil {
 			return fail("add layer "+c.Spec.Layers[i], err)
 		}
