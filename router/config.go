@@ -94,8 +94,9 @@ type Config struct {
 	// WriteTimeout closes a plain-HTTP client connection whose response
 	// has not moved for this long (a client that stopped reading, or
 	// vanished), with the backend connection serving it; default 60s, as
-	// nginx's send_timeout. A slow download that keeps moving is not cut;
-	// upgraded connections (websockets) are left to their ends.
+	// nginx's send_timeout. The close is abortive: the bytes the client
+	// has not taken are dropped. A slow download that keeps moving is not
+	// cut; upgraded connections (websockets) are left to their ends.
 	WriteTimeout time.Duration
 }
 

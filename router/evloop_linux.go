@@ -407,6 +407,9 @@ func (l *evLoop) sweep() {
 			if q := unsent(c.fd); q != c.sendq {
 				c.sendq, c.stallAt = q, l.now
 			} else if l.now-c.stallAt > int64(l.rt.cfg.WriteTimeout) {
+				// Abortive (SO_LINGER 0): the kernel drops the bytes
+				// the client has not taken instead of holding them.
+				unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}) //nolint:errcheck // the close is then only graceful
 				l.clientGone(c)
 			}
 		case c.state != clIdle:

@@ -254,8 +254,10 @@ func (fs *fastServer) sweep(stop <-chan struct{}) {
 // WriteTimeout: neither has the write ended nor has the client taken bytes
 // from the socket's send queue. The request ends as if the client had
 // left, closing its backend connection, and so does the client
-// connection. Tunnels (websockets) write to the connection itself,
-// uncounted: an upgraded connection is never cut here.
+// connection, abortively (SO_LINGER 0): the kernel drops the bytes the
+// client has not taken instead of holding them. Tunnels (websockets) write
+// to the connection itself, uncounted: an upgraded connection is never cut
+// here.
 func (fc *fconn) checkWrite(now int64) {
 	n := fc.wr.calls.Load()
 	if n&1 == 0 {
@@ -268,6 +270,9 @@ func (fc *fconn) checkWrite(now int64) {
 		return
 	}
 	if now-fc.wrSince > int64(fc.rt.cfg.WriteTimeout) {
+		if tc, ok := fc.c.(*net.TCPConn); ok {
+			tc.SetLinger(0) //nolint:errcheck // the close is then only graceful
+		}
 		fc.c.SetWriteDeadline(aLongTimeAgo)
 	}
 }
