@@ -91,12 +91,15 @@ type Config struct {
 	// ClientIdleTimeout closes client keep-alive connections idle this long;
 	// default 120s.
 	ClientIdleTimeout time.Duration
-	// WriteTimeout closes a plain-HTTP client connection whose response
-	// has not moved for this long (a client that stopped reading, or
-	// vanished), with the backend connection serving it; default 60s, as
-	// nginx's send_timeout. The close is abortive: the bytes the client
-	// has not taken are dropped. A slow download that keeps moving is not
-	// cut; upgraded connections (websockets) are left to their ends.
+	// WriteTimeout closes a client connection whose response has not
+	// moved for this long (a client that stopped reading, or vanished),
+	// with the backend connection serving it; default 60s, as nginx's
+	// send_timeout. The close is abortive: the bytes the client has not
+	// taken are dropped. A slow download that keeps moving is not cut.
+	// Over HTTPS an upgraded connection (websocket) whose writes stall is
+	// cut too, and an HTTP/2 stream whose writes stall is reset, the
+	// connection's other streams going on; on plain HTTP upgraded
+	// connections are left to their ends.
 	WriteTimeout time.Duration
 }
 

@@ -30,9 +30,8 @@ import (
 // net/http notices a client that leaves mid-request with a read per
 // request; here a sweeper (sweep) watches only the clients whose backends
 // have been slow to answer for a second, so fast requests pay nothing. The
-// same sweeper cuts clients that stopped taking their responses (see
-// clientWriter), where a write deadline per write would cost a clock
-// reading and a timer update.
+// same sweeper cuts clients that stopped taking their responses
+// (writetimeout.go).
 
 const (
 	clientReadBuf  = 8 << 10
@@ -173,11 +172,6 @@ type fconn struct {
 	id       [128]byte
 	rd       clientReader
 	wr       clientWriter
-	// For sweep only: the write count and the socket's send queue
-	// (connUnsent) it last saw, and since when.
-	wrSeen  uint64
-	wrQueue int
-	wrSince int64
 
 	// Watching for a client that leaves while its backend is slow to
 	// answer (see sweep), all guarded by watchMu: waitState is waitNone,
@@ -251,29 +245,13 @@ func (fs *fastServer) sweep(stop <-chan struct{}) {
 }
 
 // checkWrite fails a write to the client that has not moved for
-// WriteTimeout: neither has the write ended nor has the client taken bytes
-// from the socket's send queue. The request ends as if the client had
-// left, closing its backend connection, and so does the client
-// connection, abortively (SO_LINGER 0): the kernel drops the bytes the
-// client has not taken instead of holding them. Tunnels (websockets) write
-// to the connection itself, uncounted: an upgraded connection is never cut
-// here.
+// WriteTimeout (writeWatch). The request ends as if the client had left,
+// closing its backend connection, and so does the client connection,
+// abortively. Tunnels (websockets) write to the connection itself,
+// uncounted: an upgraded connection is never cut here.
 func (fc *fconn) checkWrite(now int64) {
-	n := fc.wr.calls.Load()
-	if n&1 == 0 {
-		fc.wrSeen = n
-		return
-	}
-	q := connUnsent(fc.c)
-	if n != fc.wrSeen || q != fc.wrQueue {
-		fc.wrSeen, fc.wrQueue, fc.wrSince = n, q, now
-		return
-	}
-	if now-fc.wrSince > int64(fc.rt.cfg.WriteTimeout) {
-		if tc, ok := fc.c.(*net.TCPConn); ok {
-			tc.SetLinger(0) //nolint:errcheck // the close is then only graceful
-		}
-		fc.c.SetWriteDeadline(aLongTimeAgo)
+	if fc.wr.watch.stalled(now, fc.rt.cfg.WriteTimeout, fc.c) {
+		abortWrites(fc.c)
 	}
 }
 
@@ -310,19 +288,15 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
-// clientWriter is what fc.bw writes to: the connection, with a count of
-// writes begun and ended, odd while one waits for the client to take it,
-// for sweep (checkWrite) to find stalled clients.
+// clientWriter is what fc.bw writes to: the connection, its writes
+// watched for sweep (checkWrite) to find stalled clients.
 type clientWriter struct {
 	c     net.Conn
-	calls atomic.Uint64
+	watch writeWatch
 }
 
 func (w *clientWriter) Write(p []byte) (int, error) {
-	w.calls.Add(1)
-	n, err := w.c.Write(p)
-	w.calls.Add(1)
-	return n, err
+	return w.watch.write(w.c, p)
 }
 
 func (fc *fconn) serve() {

@@ -2,17 +2,13 @@ package router
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -178,132 +174,4 @@ func clientConns(fs *fastServer) int64 {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	return fs.loops.live() + int64(len(fs.conns))
-}
-
-// TestWriteTimeout: a client that sends a request and stops reading is cut
-// after the write timeout, with the backend connection of its response,
-// which is not reused, and abortively: it reads what its socket holds,
-// then a reset, where a graceful close would let it read on what the
-// router had queued, then an end of stream. A slow client that keeps
-// reading is not cut, however long its download. Its pauses are each
-// under the timeout but add up to several times it.
-func TestWriteTimeout(t *testing.T) {
-	const (
-		writeTimeout = time.Second
-		slack        = 3 * time.Second // sweep ticks, buffers filling, -race, load
-		// The stalled download is well over what the router's socket
-		// buffers hold (4 MiB at most here), so its writes block.
-		stalledSize = 16 << 20
-		slowSize    = 8 << 20
-		slowBurst   = 1 << 20
-		slowPause   = writeTimeout * 2 / 5
-	)
-	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
-	big := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-		if r.URL.Query().Has("length") {
-			w.Header().Set("Content-Length", strconv.Itoa(n))
-		}
-		for n > 0 {
-			k := min(n, len(chunk))
-			if _, err := w.Write(chunk[:k]); err != nil {
-				return
-			}
-			n -= k
-		}
-	})
-	// request sends a GET for n bytes on a new connection with a small
-	// receive buffer, so the router's writes wait on the client soon.
-	request := func(t *testing.T, addr, query string, n int) (net.Conn, *bufio.Reader) {
-		t.Helper()
-		conn := dialRouter(t, addr)
-		if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fmt.Fprintf(conn, "GET /?n=%d%s HTTP/1.1\r\nHost: app.test\r\n\r\n", n, query); err != nil {
-			t.Fatal(err)
-		}
-		return conn, bufio.NewReader(conn)
-	}
-	// plainFrontends' two servers, started with servePlain so that the
-	// test can count their client connections.
-	fronts := []struct {
-		name    string
-		noLoops bool
-	}{
-		{name: "loop"},
-		{name: "fast", noLoops: true},
-	}
-	bodies := []struct {
-		name  string
-		query string
-	}{
-		{name: "content-length", query: "&length"},
-		{name: "chunked"},
-	}
-	for _, fe := range fronts {
-		for _, body := range bodies {
-			t.Run(fe.name+"/"+body.name, func(t *testing.T) {
-				t.Parallel()
-				be := startBackend(t, "big", big)
-				rt := newRouter(t, Config{WriteTimeout: writeTimeout, ClientIdleTimeout: time.Minute})
-				rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
-				addr, fs := servePlain(t, rt, fe.noLoops)
-
-				t.Run("stalled client", func(t *testing.T) {
-					start := time.Now()
-					conn, br := request(t, addr, body.query, stalledSize)
-					waitFor(t, "the router to take the connection", func() bool { return clientConns(fs) == 1 })
-					waitFor(t, "the router to close the stalled client", func() bool { return clientConns(fs) == 0 })
-					if d := time.Since(start); d < writeTimeout || d > writeTimeout+slack {
-						t.Fatalf("closed after %v, want %v to %v", d, writeTimeout, writeTimeout+slack)
-					}
-					waitFor(t, "the backend connection to close", func() bool { return be.conns.Load() == 0 })
-					conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatalf("read response head: %v", err)
-					}
-					n, err := io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if !errors.Is(err, syscall.ECONNRESET) || n >= stalledSize {
-						t.Fatalf("got %d bytes (%v) of a response cut short, want a reset", n, err)
-					}
-				})
-
-				t.Run("next request", func(t *testing.T) {
-					resp, got := get(t, newClient(t), addr, "app.test", "/?n=5&length")
-					if resp.StatusCode != 200 || got != "01234" {
-						t.Fatalf("got %d %q", resp.StatusCode, got)
-					}
-				})
-
-				t.Run("slow reader", func(t *testing.T) {
-					start := time.Now()
-					conn, br := request(t, addr, body.query, slowSize)
-					conn.SetReadDeadline(time.Now().Add(time.Minute))
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatalf("read response head: %v", err)
-					}
-					defer resp.Body.Close()
-					var n int64
-					for {
-						time.Sleep(slowPause)
-						k, err := io.CopyN(io.Discard, resp.Body, slowBurst)
-						n += k
-						if err == io.EOF {
-							break
-						}
-						if err != nil {
-							t.Fatalf("read body after %d bytes, %v: %v", n, time.Since(start), err)
-						}
-					}
-					if d := time.Since(start); n != slowSize || d < 2*writeTimeout {
-						t.Fatalf("got %d bytes in %v, want %d over more than %v", n, d, slowSize, 2*writeTimeout)
-					}
-				})
-			})
-		}
-	}
 }

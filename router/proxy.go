@@ -30,6 +30,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // ServeHTTP proxies one request to a backend of the app that owns its Host.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.ProtoMajor == 2 {
+		sw := &streamWriter{ResponseWriter: w}
+		rt.httpsWrites.add(sw)
+		defer rt.httpsWrites.remove(sw)
+		w = sw
+	}
 	e := logEntry{status: http.StatusOK}
 	if rt.alog != nil {
 		e.start = time.Now()

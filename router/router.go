@@ -46,6 +46,10 @@ type Router struct {
 	hijackMu sync.Mutex
 	hijacked map[net.Conn]struct{}
 
+	// httpsWrites are the HTTPS connections and HTTP/2 streams whose
+	// writes the write timeout watches.
+	httpsWrites writeWatchers
+
 	// noLoops turns the plain-HTTP event loops off (tests of the
 	// goroutine path).
 	noLoops bool
@@ -186,7 +190,13 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 		srv.TLSConfig = rt.tlsCfg
 		servers = append(servers, srv)
 		rt.logger.Info("serving https", "addr", httpsLn.Addr().String())
-		go func() { errc <- srv.ServeTLS(httpsLn, "", "") }()
+		// The write timeout watches the listener's connections and
+		// ServeHTTP's HTTP/2 streams (writetimeout.go). Not http2's
+		// WriteByteTimeout: it counts only the bytes the socket takes,
+		// so it cuts a slow reader behind a large send buffer, and it
+		// misses a stream that flow control holds.
+		ln := watchListener{Listener: httpsLn, ws: &rt.httpsWrites}
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	}
 	if rt.alog != nil {
 		rt.alog.setBuffered(true)
@@ -195,7 +205,7 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
-		rt.maintain(loopCtx)
+		rt.maintain(loopCtx, httpsLn != nil)
 	}()
 
 	var firstErr error
@@ -237,17 +247,25 @@ func (rt *Router) ServeListeners(ctx context.Context, httpLn, httpsLn net.Listen
 	return firstErr
 }
 
-// maintain flushes the access log and prunes idle backend connections until
-// ctx ends.
-func (rt *Router) maintain(ctx context.Context) {
+// maintain flushes the access log, prunes idle backend connections and,
+// with https, cuts the HTTPS listener's stalled writes until ctx ends.
+func (rt *Router) maintain(ctx context.Context, https bool) {
 	flush := time.NewTicker(200 * time.Millisecond)
 	defer flush.Stop()
 	prune := time.NewTicker(rt.cfg.IdleConnTimeout/2 + time.Millisecond)
 	defer prune.Stop()
+	var sweep <-chan time.Time
+	if https {
+		t := time.NewTicker(writeSweep)
+		defer t.Stop()
+		sweep = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-sweep:
+			rt.httpsWrites.sweep(rt.cfg.WriteTimeout)
 		case <-flush.C:
 			if rt.alog != nil {
 				rt.alog.flush()
