@@ -95,11 +95,10 @@ type Config struct {
 	// moved for this long (a client that stopped reading, or vanished),
 	// with the backend connection serving it; default 60s, as nginx's
 	// send_timeout. The close is abortive: the bytes the client has not
-	// taken are dropped. A slow download that keeps moving is not cut.
-	// Over HTTPS an upgraded connection (websocket) whose writes stall is
-	// cut too, and an HTTP/2 stream whose writes stall is reset, the
-	// connection's other streams going on; on plain HTTP upgraded
-	// connections are left to their ends.
+	// taken are dropped. A slow download that keeps moving is not cut,
+	// nor an idle upgraded connection (websocket): one is cut when the
+	// client stops taking what the backend sends. An HTTP/2 stream whose
+	// writes stall is reset, the connection's other streams going on.
 	WriteTimeout time.Duration
 }
 

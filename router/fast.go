@@ -247,8 +247,9 @@ func (fs *fastServer) sweep(stop <-chan struct{}) {
 // checkWrite fails a write to the client that has not moved for
 // WriteTimeout (writeWatch). The request ends as if the client had left,
 // closing its backend connection, and so does the client connection,
-// abortively. Tunnels (websockets) write to the connection itself,
-// uncounted: an upgraded connection is never cut here.
+// abortively. A tunnel's (websocket's) copy to the client is watched as one
+// write (writeWatch.copy): it is cut when the client stops taking bytes
+// the backend sent, never for being idle.
 func (fc *fconn) checkWrite(now int64) {
 	if fc.wr.watch.stalled(now, fc.rt.cfg.WriteTimeout, fc.c) {
 		abortWrites(fc.c)
@@ -891,7 +892,7 @@ func (fc *fconn) tunnel(pc *pconn) int64 {
 			tc.CloseWrite()
 		}
 	}()
-	n, _ := io.Copy(fc.c, pc.br)
+	n, _ := fc.wr.watch.copy(fc.c, pc.br)
 	fc.c.Close()
 	pc.conn.Close()
 	<-done

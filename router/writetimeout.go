@@ -42,6 +42,20 @@ func (ww *writeWatch) write(w io.Writer, p []byte) (int, error) {
 	return n, err
 }
 
+// copy copies src to c (a tunnel's bytes to the client) as one write:
+// only the client taking bytes from c's send queue moves it, and while the
+// queue is empty it waits on src (an idle websocket), which is no stall.
+// Where the queue is unknown (not Linux) the copy is not watched. io.Copy
+// still splices from a TCP source.
+func (ww *writeWatch) copy(c net.Conn, src io.Reader) (int64, error) {
+	if connUnsent(c) < 0 {
+		return io.Copy(c, src)
+	}
+	ww.calls.Add(1)
+	defer ww.calls.Add(1)
+	return io.Copy(c, src)
+}
+
 // stalled reports, once, that a write has not moved for timeout: neither
 // has it ended nor has the client taken bytes from c's send queue (c is
 // nil for an HTTP/2 stream, whose writes end as the client takes them).
@@ -59,7 +73,9 @@ func (ww *writeWatch) stalled(now int64, timeout time.Duration, c net.Conn) bool
 		ww.seen, ww.queue, ww.since = n, q, now
 		return false
 	}
-	ww.cut = now-ww.since > int64(timeout)
+	// A write that waits on a full socket has a send queue; with none,
+	// it waits on its source (copy).
+	ww.cut = q != 0 && now-ww.since > int64(timeout)
 	return ww.cut
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -98,93 +99,89 @@ func checkCutTime(t *testing.T, start time.Time) {
 	}
 }
 
-// TestWriteTimeout: a client that sends a request and stops reading is cut
-// after the write timeout, abortively, with the backend connection of its
-// response, which is not reused; a slow client that keeps reading is not
-// cut, however long its download.
-func TestWriteTimeout(t *testing.T) {
-	// request sends a GET for n bytes on a new connection with a small
-	// receive buffer, so the router's writes wait on the client soon.
-	request := func(t *testing.T, addr, query string, n int) (net.Conn, *bufio.Reader) {
-		t.Helper()
-		conn := dialRouter(t, addr)
-		if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-			t.Fatal(err)
+// sendingApp serves bigBody at / and a websocket at /ws that sends ?n MiB
+// in messages of 1 MiB and closes, or without n sends until a write fails,
+// or with ?idle only reads. open counts its websockets still open.
+func sendingApp(open *atomic.Int64) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", bigBody)
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
 		}
-		if _, err := fmt.Fprintf(conn, "GET /?n=%d%s HTTP/1.1\r\nHost: app.test\r\n\r\n", n, query); err != nil {
-			t.Fatal(err)
+		open.Add(1)
+		defer open.Add(-1)
+		defer c.CloseNow()
+		q := r.URL.Query()
+		if q.Has("idle") {
+			c.Read(r.Context()) //nolint:errcheck // ends with the websocket
+			return
 		}
-		return conn, bufio.NewReader(conn)
-	}
-	// plainFrontends' two servers, started with servePlain so that the
-	// test can count their client connections.
-	fronts := []struct {
-		name    string
-		noLoops bool
-	}{
-		{name: "loop"},
-		{name: "fast", noLoops: true},
-	}
-	bodies := []struct {
-		name  string
-		query string
-	}{
-		{name: "content-length", query: "&length"},
-		{name: "chunked"},
-	}
-	for _, fe := range fronts {
-		for _, body := range bodies {
-			t.Run(fe.name+"/"+body.name, func(t *testing.T) {
-				t.Parallel()
-				be := startBackend(t, "big", bigBody)
-				rt := newRouter(t, Config{WriteTimeout: testWriteTimeout, ClientIdleTimeout: time.Minute})
-				rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
-				addr, fs := servePlain(t, rt, fe.noLoops)
-
-				t.Run("stalled client", func(t *testing.T) {
-					start := time.Now()
-					conn, br := request(t, addr, body.query, stalledSize)
-					waitFor(t, "the router to take the connection", func() bool { return clientConns(fs) == 1 })
-					waitFor(t, "the router to close the stalled client", func() bool { return clientConns(fs) == 0 })
-					checkCutTime(t, start)
-					waitFor(t, "the backend connection to close", func() bool { return be.conns.Load() == 0 })
-					conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatalf("read response head: %v", err)
-					}
-					defer resp.Body.Close()
-					readCut(t, resp.Body, stalledSize, syscall.ECONNRESET)
-				})
-
-				t.Run("next request", func(t *testing.T) {
-					resp, got := get(t, newClient(t), addr, "app.test", "/?n=5&length")
-					if resp.StatusCode != 200 || got != "01234" {
-						t.Fatalf("got %d %q", resp.StatusCode, got)
-					}
-				})
-
-				t.Run("slow reader", func(t *testing.T) {
-					conn, br := request(t, addr, body.query, slowSize)
-					conn.SetReadDeadline(time.Now().Add(time.Minute))
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatalf("read response head: %v", err)
-					}
-					defer resp.Body.Close()
-					readSlowly(t, resp.Body, slowSize)
-				})
-			})
+		msg := bytes.Repeat([]byte("0123456789abcdef"), 64<<10)
+		n := -1
+		if q.Has("n") {
+			n, _ = strconv.Atoi(q.Get("n"))
 		}
-	}
+		for i := 0; n < 0 || i < n; i++ {
+			if c.Write(r.Context(), websocket.MessageBinary, msg) != nil {
+				return
+			}
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	})
+	return mux
 }
 
-// httpsConns counts rt's HTTPS client connections.
-func httpsConns(rt *Router) int {
-	rt.httpsWrites.mu.Lock()
-	defer rt.httpsWrites.mu.Unlock()
+// site is a router serving app.test on one front end (loop, fast or
+// https), with a backend of its own (sendingApp), so that a test can count
+// their connections.
+type site struct {
+	be     *backend
+	rt     *Router
+	addr   string
+	wsOpen atomic.Int64
+	// fs is the plain-HTTP server; roots trust the HTTPS certificate.
+	fs    *fastServer
+	roots *x509.CertPool
+}
+
+func startSite(t *testing.T, front string) *site {
+	t.Helper()
+	s := &site{}
+	s.be = startBackend(t, "big", sendingApp(&s.wsOpen))
+	cfg := Config{WriteTimeout: testWriteTimeout, ClientIdleTimeout: time.Minute}
+	tbl := appTable(map[string][]*backend{"app": {s.be}})
+	if front != "https" {
+		s.rt = newRouter(t, cfg)
+		s.rt.SetTable(tbl)
+		s.addr, s.fs = servePlain(t, s.rt, front == "fast")
+		return s
+	}
+	certPEM, keyPEM := selfSigned(t, "app.test")
+	crt, err := ParseCertificate(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLS = true
+	tbl.Certs = map[string]*tls.Certificate{"app.test": crt}
+	s.rt = newRouter(t, cfg)
+	s.rt.SetTable(tbl)
+	_, s.addr = serveTLSRouter(t, s.rt, nil)
+	s.roots = x509.NewCertPool()
+	s.roots.AppendCertsFromPEM(certPEM)
+	return s
+}
+
+// conns counts the router's client connections.
+func (s *site) conns() int {
+	if s.fs != nil {
+		return int(clientConns(s.fs))
+	}
+	s.rt.httpsWrites.mu.Lock()
+	defer s.rt.httpsWrites.mu.Unlock()
 	n := 0
-	for c := range rt.httpsWrites.set {
+	for c := range s.rt.httpsWrites.set {
 		if _, ok := c.(*watchedConn); ok {
 			n++
 		}
@@ -222,72 +219,21 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 	return r.Reader.Read(p)
 }
 
-// httpsSite is a router serving app.test over HTTPS with its own backend,
-// so that a test can count their connections.
-type httpsSite struct {
-	be    *backend
-	rt    *Router
-	addr  string
-	roots *x509.CertPool
-	// wsOpen counts the backend's websockets still open.
-	wsOpen atomic.Int64
-}
-
-func startHTTPSSite(t *testing.T) *httpsSite {
-	t.Helper()
-	s := &httpsSite{}
-	mux := http.NewServeMux()
-	mux.Handle("/", bigBody)
-	// /ws sends n MiB in messages of 1 MiB, or without n until a write
-	// fails.
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		s.wsOpen.Add(1)
-		defer s.wsOpen.Add(-1)
-		defer c.CloseNow()
-		msg := bytes.Repeat([]byte("0123456789abcdef"), 64<<10)
-		n := -1
-		if r.URL.Query().Has("n") {
-			n, _ = strconv.Atoi(r.URL.Query().Get("n"))
-		}
-		for i := 0; n < 0 || i < n; i++ {
-			if c.Write(r.Context(), websocket.MessageBinary, msg) != nil {
-				return
-			}
-		}
-		c.Close(websocket.StatusNormalClosure, "")
-	})
-	s.be = startBackend(t, "big", mux)
-	certPEM, keyPEM := selfSigned(t, "app.test")
-	crt, err := ParseCertificate(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.rt = newRouter(t, Config{TLS: true, WriteTimeout: testWriteTimeout, ClientIdleTimeout: time.Minute})
-	tbl := appTable(map[string][]*backend{"app": {s.be}})
-	tbl.Certs = map[string]*tls.Certificate{"app.test": crt}
-	s.rt.SetTable(tbl)
-	_, s.addr = serveTLSRouter(t, s.rt, nil)
-	s.roots = x509.NewCertPool()
-	s.roots.AppendCertsFromPEM(certPEM)
-	return s
-}
-
-// dial opens a TLS connection to the site speaking proto, with a small
-// receive buffer, so the router's writes wait on the client soon.
-func (s *httpsSite) dial(t *testing.T, proto string) (*tls.Conn, *stallingConn) {
+// dial opens a client connection with a small receive buffer, so the
+// router's writes wait on the client soon; over HTTPS it speaks proto.
+func (s *site) dial(t *testing.T, proto string) (net.Conn, *stallingConn) {
 	t.Helper()
 	conn := dialRouter(t, s.addr)
 	if err := conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
+	conn.SetDeadline(time.Now().Add(time.Minute))
 	sc := &stallingConn{Conn: conn, resumed: make(chan struct{})}
 	t.Cleanup(sc.resume)
+	if s.roots == nil {
+		return sc, sc
+	}
 	tc := tls.Client(sc, &tls.Config{ServerName: "app.test", RootCAs: s.roots, NextProtos: []string{proto}})
-	tc.SetDeadline(time.Now().Add(time.Minute))
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
@@ -297,15 +243,15 @@ func (s *httpsSite) dial(t *testing.T, proto string) (*tls.Conn, *stallingConn) 
 	return tc, sc
 }
 
-// get sends a GET for target on a new HTTP/1.1 connection and reads the
-// response head; what follows it is for br.
-func (s *httpsSite) get(t *testing.T, target string, header string) (resp *http.Response, br *bufio.Reader) {
+// get sends a GET for target, with header lines, on a new HTTP/1.1
+// connection and reads the response head; what follows it is for br.
+func (s *site) get(t *testing.T, target, header string) (resp *http.Response, br *bufio.Reader) {
 	t.Helper()
-	tc, _ := s.dial(t, "http/1.1")
-	if _, err := fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: app.test\r\n%s\r\n", target, header); err != nil {
+	conn, _ := s.dial(t, "http/1.1")
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: app.test\r\n%s\r\n", target, header); err != nil {
 		t.Fatal(err)
 	}
-	br = bufio.NewReader(tc)
+	br = bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("read response head: %v", err)
@@ -314,10 +260,13 @@ func (s *httpsSite) get(t *testing.T, target string, header string) (resp *http.
 	return resp, br
 }
 
-// client returns a client of the site, speaking HTTP/2 if h2, else
-// HTTP/1.1.
-func (s *httpsSite) client(t *testing.T, h2 bool) *http.Client {
+// client returns an HTTP client of the site and the URL of its root; over
+// HTTPS it speaks HTTP/2 if h2, else HTTP/1.1.
+func (s *site) client(t *testing.T, h2 bool) (*http.Client, string) {
 	t.Helper()
+	if s.roots == nil {
+		return newClient(t), "http://" + s.addr
+	}
 	tr := &http.Transport{
 		ForceAttemptHTTP2: h2,
 		TLSClientConfig:   &tls.Config{RootCAs: s.roots},
@@ -327,19 +276,55 @@ func (s *httpsSite) client(t *testing.T, h2 bool) *http.Client {
 		},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: time.Minute}
+	return &http.Client{Transport: tr, Timeout: time.Minute}, "https://app.test"
+}
+
+// fetch GETs path with a new client and returns the body of its 200
+// response.
+func (s *site) fetch(t *testing.T, path string) string {
+	t.Helper()
+	c, root := s.client(t, true)
+	req, err := http.NewRequest(http.MethodGet, root+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "app.test"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("get %s: %d, %v", path, resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+// websocket opens a websocket to /ws?query, closed at cleanup.
+func (s *site) websocket(t *testing.T, query string) *websocket.Conn {
+	t.Helper()
+	c, root := s.client(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(root, "http")+"/ws?"+query, &websocket.DialOptions{Host: "app.test", HTTPClient: c})
+	if err != nil {
+		t.Fatalf("dial websocket: %v", err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
 }
 
 // stallingH2Client returns an HTTP/2 client whose one connection is the
 // stallingConn returned. Its stream windows are larger than a stalled
 // download, so that only the socket holds it back.
-func (s *httpsSite) stallingH2Client(t *testing.T) (*http.Client, *stallingConn) {
+func (s *site) stallingH2Client(t *testing.T) (*http.Client, *stallingConn) {
 	t.Helper()
-	tc, sc := s.dial(t, "h2")
-	tc.SetDeadline(time.Time{})
+	conn, sc := s.dial(t, "h2")
+	conn.SetDeadline(time.Time{})
 	tr := &http.Transport{
 		ForceAttemptHTTP2: true,
-		DialTLSContext:    func(context.Context, string, string) (net.Conn, error) { return tc, nil },
+		DialTLSContext:    func(context.Context, string, string) (net.Conn, error) { return conn, nil },
 		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerConnection: 64 << 20, MaxReceiveBufferPerStream: 64 << 20},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -360,149 +345,8 @@ func h2Get(t *testing.T, c *http.Client, target string) *http.Response {
 	return resp
 }
 
-// TestWriteTimeoutHTTPS: as TestWriteTimeout, over HTTPS. A client that
-// stops reading its connection is cut after the write timeout, abortively,
-// with the backend connection of its response, whether the connection
-// carries HTTP/1.1, HTTP/2 or a websocket; an HTTP/2 stream left unread
-// while the connection is read is reset, the connection going on; slow
-// readers are not cut.
-func TestWriteTimeoutHTTPS(t *testing.T) {
-	big := "/?n=" + strconv.Itoa(stalledSize)
-	upgrade := "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-	cuts := []struct {
-		name string
-		// stall sends a request for more than the buffers hold, and
-		// stops reading; the reader it returns reads on.
-		stall func(t *testing.T, s *httpsSite) io.Reader
-		// size is the response's length, -1 when endless.
-		size int64
-		// want is the client's error once the router cut the connection.
-		want error
-		// released reports the backend's side closed; nil: its
-		// connections.
-		released func(s *httpsSite) bool
-	}{
-		{
-			name: "http1.1 content-length",
-			stall: func(t *testing.T, s *httpsSite) io.Reader {
-				resp, _ := s.get(t, big+"&length", "")
-				return resp.Body
-			},
-			size: stalledSize, want: syscall.ECONNRESET,
-		},
-		{
-			name: "http1.1 chunked",
-			stall: func(t *testing.T, s *httpsSite) io.Reader {
-				resp, _ := s.get(t, big, "")
-				return resp.Body
-			},
-			size: stalledSize, want: syscall.ECONNRESET,
-		},
-		{
-			name: "http2",
-			stall: func(t *testing.T, s *httpsSite) io.Reader {
-				c, sc := s.stallingH2Client(t)
-				resp := h2Get(t, c, big+"&length")
-				sc.stop.Store(true)
-				return &resumingReader{Reader: resp.Body, conn: sc}
-			},
-			size: stalledSize,
-		},
-		{
-			name: "websocket",
-			stall: func(t *testing.T, s *httpsSite) io.Reader {
-				resp, br := s.get(t, "/ws", upgrade)
-				if resp.StatusCode != http.StatusSwitchingProtocols {
-					t.Fatalf("upgrade answered %d", resp.StatusCode)
-				}
-				waitFor(t, "the backend to take the websocket", func() bool { return s.wsOpen.Load() == 1 })
-				return br
-			},
-			size: -1, want: syscall.ECONNRESET,
-			released: func(s *httpsSite) bool { return s.wsOpen.Load() == 0 },
-		},
-	}
-	for _, tc := range cuts {
-		t.Run(tc.name+"/stalled client", func(t *testing.T) {
-			t.Parallel()
-			s := startHTTPSSite(t)
-			start := time.Now()
-			body := tc.stall(t, s)
-			released := func() bool { return s.be.conns.Load() == 0 }
-			if tc.released != nil {
-				released = func() bool { return tc.released(s) }
-			}
-			waitFor(t, "the router to close the backend connection", released)
-			checkCutTime(t, start)
-			readCut(t, body, tc.size, tc.want)
-			waitFor(t, "the router to forget the client connection", func() bool { return httpsConns(s.rt) == 0 })
-		})
-	}
-
-	t.Run("http2/stalled stream", func(t *testing.T) {
-		t.Parallel()
-		s := startHTTPSSite(t)
-		c := s.client(t, true)
-		start := time.Now()
-		resp := h2Get(t, c, big+"&length")
-		waitFor(t, "the router to reset the stream", func() bool { return s.be.conns.Load() == 0 })
-		checkCutTime(t, start)
-		readCut(t, resp.Body, stalledSize, nil)
-		// The connection goes on.
-		resp = h2Get(t, c, "/?n=5")
-		if got, err := io.ReadAll(resp.Body); err != nil || string(got) != "01234" {
-			t.Fatalf("next request: %q, %v", got, err)
-		}
-		if n := httpsConns(s.rt); n != 1 {
-			t.Fatalf("%d connections, want the one", n)
-		}
-	})
-
-	slow := []struct {
-		name string
-		// body sends a request for slowSize bytes and returns its body.
-		body func(t *testing.T, s *httpsSite) io.Reader
-	}{
-		{
-			name: "http1.1",
-			body: func(t *testing.T, s *httpsSite) io.Reader {
-				resp, _ := s.get(t, "/?n="+strconv.Itoa(slowSize), "")
-				return resp.Body
-			},
-		},
-		{
-			name: "http2",
-			body: func(t *testing.T, s *httpsSite) io.Reader {
-				return h2Get(t, s.client(t, true), "/?n="+strconv.Itoa(slowSize)).Body
-			},
-		},
-		{
-			name: "websocket",
-			body: func(t *testing.T, s *httpsSite) io.Reader {
-				c := s.client(t, false)
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				t.Cleanup(cancel)
-				ws, _, err := websocket.Dial(ctx, "wss://app.test/ws?n="+strconv.Itoa(slowSize/slowBurst), &websocket.DialOptions{HTTPClient: c})
-				if err != nil {
-					t.Fatalf("dial: %v", err)
-				}
-				t.Cleanup(func() { ws.CloseNow() })
-				ws.SetReadLimit(2 * slowBurst)
-				return &wsReader{ctx: ctx, c: ws}
-			},
-		},
-	}
-	for _, tc := range slow {
-		t.Run(tc.name+"/slow reader", func(t *testing.T) {
-			t.Parallel()
-			s := startHTTPSSite(t)
-			readSlowly(t, tc.body(t, s), slowSize)
-		})
-	}
-}
-
 // wsReader reads the messages of a websocket as one stream, which ends
-// when the other end closes normally.
+// when the other end closes normally; ctx bounds the whole.
 type wsReader struct {
 	ctx context.Context
 	c   *websocket.Conn
@@ -530,4 +374,133 @@ func (w *wsReader) Read(p []byte) (int, error) {
 		}
 		w.r = r
 	}
+}
+
+// TestWriteTimeout: on each front end, a client that sends a request and
+// stops reading is cut after the write timeout, with the backend
+// connection of its response (not reused), whether the response has a
+// length, is chunked, or is a websocket after its upgrade. The cut is
+// abortive: the client reads what its socket holds, then a reset, where a
+// graceful close would let it read on what the router had queued, then an
+// end of stream. A slow client that keeps reading is not cut, however long
+// its download, nor an idle websocket. Over HTTP/2, a client that stops
+// reading its connection is cut too, and a stream left unread while the
+// connection is read is reset, the connection going on.
+func TestWriteTimeout(t *testing.T) {
+	big := "/?n=" + strconv.Itoa(stalledSize)
+	upgrade := "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	stalls := []struct {
+		name          string
+		target, extra string // the request's target and header lines
+		ws            bool
+		size          int64 // the response's length; -1: endless
+	}{
+		{name: "content-length", target: big + "&length", size: stalledSize},
+		{name: "chunked", target: big, size: stalledSize},
+		{name: "websocket", target: "/ws", extra: upgrade, ws: true, size: -1},
+	}
+	slow := []struct {
+		name string
+		// body sends a request for slowSize bytes and returns its body.
+		body func(t *testing.T, s *site) io.Reader
+	}{
+		{name: "content-length", body: func(t *testing.T, s *site) io.Reader {
+			resp, _ := s.get(t, "/?length&n="+strconv.Itoa(slowSize), "")
+			return resp.Body
+		}},
+		{name: "chunked", body: func(t *testing.T, s *site) io.Reader {
+			resp, _ := s.get(t, "/?n="+strconv.Itoa(slowSize), "")
+			return resp.Body
+		}},
+		{name: "websocket", body: func(t *testing.T, s *site) io.Reader {
+			ws := s.websocket(t, "n="+strconv.Itoa(slowSize/slowBurst))
+			ws.SetReadLimit(2 * slowBurst)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			t.Cleanup(cancel)
+			return &wsReader{ctx: ctx, c: ws}
+		}},
+	}
+	for _, front := range []string{"loop", "fast", "https"} {
+		for _, tc := range stalls {
+			t.Run(front+"/"+tc.name+"/stalled client", func(t *testing.T) {
+				t.Parallel()
+				s := startSite(t, front)
+				start := time.Now()
+				resp, br := s.get(t, tc.target, tc.extra)
+				released := func() bool { return s.be.conns.Load() == 0 }
+				body := io.Reader(resp.Body)
+				if tc.ws {
+					if resp.StatusCode != http.StatusSwitchingProtocols {
+						t.Fatalf("upgrade answered %d", resp.StatusCode)
+					}
+					waitFor(t, "the backend to take the websocket", func() bool { return s.wsOpen.Load() == 1 })
+					released = func() bool { return s.wsOpen.Load() == 0 }
+					body = br
+				}
+				waitFor(t, "the router to close the backend connection", released)
+				checkCutTime(t, start)
+				readCut(t, body, tc.size, syscall.ECONNRESET)
+				waitFor(t, "the router to forget the client connection", func() bool { return s.conns() == 0 })
+				if got := s.fetch(t, "/?n=5&length"); got != "01234" {
+					t.Fatalf("next request: got %q", got)
+				}
+			})
+		}
+		for _, tc := range slow {
+			t.Run(front+"/"+tc.name+"/slow reader", func(t *testing.T) {
+				t.Parallel()
+				readSlowly(t, tc.body(t, startSite(t, front)), slowSize)
+			})
+		}
+		t.Run(front+"/websocket/idle", func(t *testing.T) {
+			t.Parallel()
+			ws := startSite(t, front).websocket(t, "idle")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			ctx = ws.CloseRead(ctx)
+			time.Sleep(3 * testWriteTimeout)
+			if err := ws.Ping(ctx); err != nil {
+				t.Fatalf("ping after %v idle: %v", 3*testWriteTimeout, err)
+			}
+		})
+	}
+
+	t.Run("https/http2/stalled client", func(t *testing.T) {
+		t.Parallel()
+		s := startSite(t, "https")
+		start := time.Now()
+		c, sc := s.stallingH2Client(t)
+		resp := h2Get(t, c, big+"&length")
+		sc.stop.Store(true)
+		waitFor(t, "the router to close the backend connection", func() bool { return s.be.conns.Load() == 0 })
+		checkCutTime(t, start)
+		readCut(t, &resumingReader{Reader: resp.Body, conn: sc}, stalledSize, nil)
+		waitFor(t, "the router to forget the client connection", func() bool { return s.conns() == 0 })
+	})
+
+	t.Run("https/http2/stalled stream", func(t *testing.T) {
+		t.Parallel()
+		s := startSite(t, "https")
+		c, _ := s.client(t, true)
+		start := time.Now()
+		resp := h2Get(t, c, big+"&length")
+		waitFor(t, "the router to reset the stream", func() bool { return s.be.conns.Load() == 0 })
+		checkCutTime(t, start)
+		readCut(t, resp.Body, stalledSize, nil)
+		// The connection goes on.
+		resp = h2Get(t, c, "/?n=5")
+		if got, err := io.ReadAll(resp.Body); err != nil || string(got) != "01234" {
+			t.Fatalf("next request: %q, %v", got, err)
+		}
+		if n := s.conns(); n != 1 {
+			t.Fatalf("%d connections, want the one", n)
+		}
+	})
+
+	t.Run("https/http2/slow reader", func(t *testing.T) {
+		t.Parallel()
+		s := startSite(t, "https")
+		c, _ := s.client(t, true)
+		readSlowly(t, h2Get(t, c, "/?n="+strconv.Itoa(slowSize)).Body, slowSize)
+	})
 }
