@@ -14,9 +14,10 @@ import (
 // HTTPS listener: a sweep (fastServer.sweep; writeWatchers.sweep every
 // writeSweep for HTTPS) looks at the writes to clients in progress and
 // cuts, abortively (abortWrites), those that have not moved for the
-// timeout. The event loops keep their own (evLoop.sweep). A write deadline per write would cut a slow
-// download whose one write outlasts the timeout, and cost a clock reading
-// and a timer update per write; the sweep costs two atomic additions.
+// timeout. The event loops keep their own (evLoop.sweep). A write deadline
+// per write would cut a slow download whose one write outlasts the
+// timeout, and cost a clock reading and a timer update per write; the
+// sweep costs two atomic additions per write.
 
 // writeSweep is how often the HTTPS listener looks for stalled writes.
 const writeSweep = 500 * time.Millisecond
