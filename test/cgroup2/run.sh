@@ -22,12 +22,12 @@
 # minutes. To reclaim the space (about 350 MB per kernel series):
 # rm -rf /var/cache/berth-cgroup2.
 #
-# The kernel is Linux 6.18 from trixie-backports, the series the development
-# hosts run: the engine hands overlayfs its layers as file descriptors
-# (fsconfig FSCONFIG_SET_FD "lowerdir+"), which needs 6.13, so trixie's own
-# 6.12 and bookworm's 6.1 fail every container start ("add layer ...: bad
-# file descriptor" / "operation not supported"). The VM has no
-# network device at all. Logs of the last run go to artifacts/cgroup2/:
+# The kernel is Linux 6.18 from trixie-backports by default, the series the
+# development hosts run, where the engine hands overlayfs its layers as file
+# descriptors (fsconfig FSCONFIG_SET_FD "lowerdir+", 6.13 and later).
+# BERTH_CGROUP2_KERNEL_SERIES=6.12 (trixie's own) or 6.1 (bookworm's) runs
+# the engine's other way, layers named by path in a private mount namespace
+# (make test-cgroup2 KERNEL=6.1). The VM has no network device at all. Logs of the last run go to artifacts/cgroup2/:
 # test.log (the go test -v output, streamed here while it runs) and
 # console.log (the kernel's console).
 #
@@ -48,9 +48,10 @@
 #   BERTH_CGROUP2_CPUS, BERTH_CGROUP2_MEM  VM size (default 2 and 2048 MiB)
 #   BERTH_CGROUP2_REBUILD=1  rebuild the image
 #   BERTH_CGROUP2_SUITE    Debian release of the root filesystem (default trixie)
-#   BERTH_CGROUP2_KERNEL_SUITE, BERTH_CGROUP2_KERNEL_SERIES  where the kernel
-#                          comes from and which series (default trixie-backports,
-#                          6.18: the newest linux-image-6.18.*-amd64 there)
+#   BERTH_CGROUP2_KERNEL_SERIES, BERTH_CGROUP2_KERNEL_SUITE  which kernel
+#                          series and where it comes from (default 6.18 from
+#                          trixie-backports; 6.12 from trixie, 6.1 from
+#                          bookworm): the newest linux-image-SERIES.* there
 #   BERTH_CGROUP2_MIRROR   Debian mirror (default deb.debian.org)
 #
 # What the VM offers: the engine's and quota's tests (busybox, iptables,
@@ -66,8 +67,13 @@ repo=$(cd "$here/../.." && pwd)
 cache=${BERTH_CGROUP2_CACHE:-/var/cache/berth-cgroup2}
 out=${BERTH_CGROUP2_OUT:-$repo/artifacts/cgroup2}
 suite=${BERTH_CGROUP2_SUITE:-trixie}
-kernel_suite=${BERTH_CGROUP2_KERNEL_SUITE:-trixie-backports}
 kernel_series=${BERTH_CGROUP2_KERNEL_SERIES:-6.18}
+case $kernel_series in
+6.1) default_kernel_suite=bookworm ;;
+6.12) default_kernel_suite=trixie ;;
+*) default_kernel_suite=trixie-backports ;;
+esac
+kernel_suite=${BERTH_CGROUP2_KERNEL_SUITE:-$default_kernel_suite}
 mirror=${BERTH_CGROUP2_MIRROR:-http://deb.debian.org/debian}
 # What the tests need inside the VM besides minbase: busybox for the test
 # rootfs, iptables for the engine's NAT rules, iproute2 (tc too) and kmod for
@@ -163,7 +169,8 @@ suite_apt() {
 build_image() {
 	local b=$1 kpkg kver
 	suite_apt apt-get -qq update
-	kpkg=$(suite_apt apt-cache search --names-only "^linux-image-${kernel_series//./\\.}\\.[0-9]+\\+deb[0-9]+-amd64\$" |
+	# trixie names its kernels 6.12.57+deb13-amd64, bookworm 6.1.0-41-amd64.
+	kpkg=$(suite_apt apt-cache search --names-only "^linux-image-${kernel_series//./\\.}\\.([0-9]+\\+deb[0-9]+|0-[0-9]+)-amd64\$" |
 		awk '{print $1}' | sort -V | tail -1)
 	[[ -n $kpkg ]] || die "Debian $kernel_suite has no linux-image-$kernel_series.*-amd64 kernel"
 	log "kernel: $kpkg"
