@@ -19,6 +19,7 @@ cgroup2) want=("${cgroup2_pkgs[@]}") ;;
 esac
 
 missing=()
+missing_go_tools=()
 for p in "${want[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing+=("$p")
@@ -35,8 +36,58 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
-	echo "no Go toolchain found; installing Debian's golang"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+# A Go toolchain as new as go.mod asks for. Debian's own golang-go is too
+# old (bookworm has 1.19), so a missing one is the Go project's release,
+# fetched as the module golang.org/toolchain from the Go module proxy (what
+# the go command itself does with GOTOOLCHAIN=auto) into /usr/local/go.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+want_go=$(awk '$1 == "go" {print $2; exit}' "$root/go.mod")
+go_version() { (cd / && GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null | sed 's/^go//'); }
+new_enough() { [[ $(printf '%s\n%s\n' "$want_go" "$1" | sort -V | head -1) == "$want_go" ]]; }
+have_go=
+for g in /usr/local/go/bin/go "$(command -v go || true)"; do
+	[[ -x $g ]] || continue
+	v=$(go_version "$g")
+	if [[ -n $v ]] && new_enough "$v"; then
+		have_go=$g
+		break
+	fi
+	echo "found Go ${v:-of unknown version} at $g; berth needs $want_go" >&2
+done
+if [[ -z $have_go ]]; then
+	if [[ -e /usr/local/go ]]; then
+		echo "/usr/local/go holds an older Go; move it away (or install Go $want_go there) and run this again" >&2
+		exit 1
+	fi
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "berth needs Go $want_go in /usr/local/go; run as root to install it" >&2
+		exit 1
+	fi
+	for p in curl unzip ca-certificates; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_go_tools+=("$p")
+	done
+	if ((${#missing_go_tools[@]})); then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_go_tools[@]}" >/dev/null
+	fi
+	case $(uname -m) in
+	x86_64) arch=amd64 ;;
+	aarch64) arch=arm64 ;;
+	*) echo "no Go toolchain for $(uname -m)" >&2; exit 1 ;;
+	esac
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%[,|]*}
+	[[ $proxy == http* ]] || proxy=https://proxy.golang.org
+	url="$proxy/golang.org/toolchain/@v/v0.0.1-go$want_go.linux-$arch.zip"
+	echo "installing Go $want_go from $url"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	curl -fsSL --retry 3 -o "$tmp/go.zip" "$url"
+	unzip -q "$tmp/go.zip" -d "$tmp"
+	# The module's files sit under golang.org/toolchain@VERSION/.
+	src=$(echo "$tmp"/golang.org/toolchain@*)
+	chmod -R a+rX "$src"
+	find "$src/bin" "$src/pkg/tool" -type f -exec chmod 755 {} +
+	mv "$src" /usr/local/go
+	echo "Go $(go_version /usr/local/go/bin/go) installed in /usr/local/go"
 fi
