@@ -166,7 +166,8 @@ func parse(specs map[string]*spec, args []string) (*Invocation, error) {
 	}
 	// Flags may come before or after positional arguments, as Dokku allows
 	// (`logs APP -t`); "--" ends flags. A passthrough command (run APP CMD…)
-	// takes everything after its first positional argument verbatim.
+	// takes everything after its first positional argument verbatim, but for
+	// a "--" right after it.
 	rest := args[1:]
 	var tail []string
 	if !sp.passthrough {
@@ -188,6 +189,14 @@ func parse(specs map[string]*spec, args []string) (*Invocation, error) {
 			break
 		}
 		if sp.passthrough {
+			// `run APP -- CMD…`, as with heroku run: the "--" ends
+			// berth's arguments and is not part of the command.
+			pos = append(pos, rest[0])
+			if cmd := rest[1:]; len(cmd) > 0 && cmd[0] == "--" {
+				rest = cmd[1:]
+			} else {
+				rest = cmd
+			}
 			pos = append(pos, rest...)
 			break
 		}

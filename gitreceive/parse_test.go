@@ -32,6 +32,8 @@ func TestParse(t *testing.T) {
 		{name: "bad flag value", args: []string{"logs", "myapp", "-n", "many"}, wantErr: `invalid value "many" for flag -n`},
 		{name: "double dash keeps dashes", args: []string{"config:unset", "myapp", "--", "-X"}, wantCmd: "config:unset", wantArgs: []string{"myapp", "-X"}},
 		{name: "run passes the command through", args: []string{"run", "myapp", "ls", "-la", "--", "x"}, wantCmd: "run", wantArgs: []string{"myapp", "ls", "-la", "--", "x"}},
+		{name: "run drops a -- right after the app", args: []string{"run", "myapp", "--", "ls", "--", "x"}, wantCmd: "run", wantArgs: []string{"myapp", "ls", "--", "x"}},
+		{name: "run takes a command of only --", args: []string{"run", "myapp", "--"}, wantErr: "missing arguments"},
 		{name: "destroy force", args: []string{"apps:destroy", "--force", "myapp"}, wantCmd: "apps:destroy", wantArgs: []string{"myapp"},
 			check: func(t *testing.T, inv *Invocation) {
 				if !inv.Bool("force") {
