@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/berthhq/berth/internal/buildlog"
 	"github.com/berthhq/berth/platform"
 )
 
@@ -326,9 +327,6 @@ type deployLogData struct {
 	Missing   bool
 }
 
-// maxBuildLog is how much of a build log a page shows: its end.
-const maxBuildLog = 1 << 20
-
 func (s *Server) deployLog(c echo.Context) (deployLogData, error) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil {
@@ -346,7 +344,7 @@ func (s *Server) deployLog(c echo.Context) (deployLogData, error) {
 		out.Missing = true
 		return out, nil
 	}
-	b, trunc, err := readTail(d.BuildLogPath, maxBuildLog)
+	b, trunc, err := buildlog.ReadTail(d.BuildLogPath, buildlog.MaxShown)
 	if errors.Is(err, os.ErrNotExist) {
 		out.Missing = true
 		return out, nil
@@ -368,28 +366,6 @@ func (s *Server) deployLogPage(c echo.Context) error {
 		return err
 	}
 	return s.render(c, http.StatusOK, "deploylog", &page{Title: "Deploy " + c.Param("id"), Section: "apps", App: nav, Data: d})
-}
-
-// readTail reads at most n bytes from the end of a file.
-func readTail(path string, n int64) ([]byte, bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	off := int64(0)
-	if st.Size() > n {
-		off = st.Size() - n
-	}
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil {
-		return nil, false, err
-	}
-	return b, off > 0, nil
 }
 
 type logsData struct {
