@@ -203,6 +203,8 @@ func builtinSpecs() map[string]*spec {
 		{name: "releases", usage: "APP", summary: "list an app's releases, newest first", minArgs: 1, maxArgs: 1, run: (*Commands).releases},
 		{name: "releases:info", usage: "APP vN", summary: "show one release", minArgs: 2, maxArgs: 2, run: (*Commands).releasesInfo},
 		{name: "releases:rollback", usage: "APP vN", summary: "roll back to release vN (as a new release)", minArgs: 2, maxArgs: 2, run: (*Commands).releasesRollback},
+		{name: "builds", usage: "APP", summary: "list an app's builds (deploys), newest first: status, release, commit, who, when, why it failed", minArgs: 1, maxArgs: 1, run: (*Commands).builds},
+		{name: "builds:output", usage: "APP [ID]", summary: "print the output of build ID as kept (default: the newest build); the end of it when it is long", minArgs: 1, maxArgs: 2, run: (*Commands).buildsOutput},
 		{name: "domains:add", usage: "APP HOSTNAME", summary: "route a custom domain to an app", minArgs: 2, maxArgs: 2, run: (*Commands).domainsAdd},
 		{name: "domains:remove", usage: "APP HOSTNAME", summary: "stop routing a custom domain", minArgs: 2, maxArgs: 2, run: (*Commands).domainsRemove},
 		{name: "domains:list", usage: "APP", summary: "list an app's domains", minArgs: 1, maxArgs: 1, run: (*Commands).domainsList},
