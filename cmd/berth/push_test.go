@@ -181,6 +181,32 @@ func TestPushToDeploy(t *testing.T) {
 		t.Error("the remote ref moved to the rejected commit")
 	}
 
+	// Every build is on record: builds (here through the local CLI) shows
+	// the broken one failed and why, and builds:output (over ssh) gives
+	// back what that push printed, by default and by id.
+	builds := strings.Split(strings.TrimSpace(d.mustRun(nil, "builds", "myapp")), "\n")
+	if len(builds) != 5 {
+		t.Fatalf("builds: want a header, a column line and three builds:\n%s", strings.Join(builds, "\n"))
+	}
+	for i, want := range []string{"failed", "succeeded", "succeeded"} {
+		if f := strings.Fields(builds[i+2]); len(f) < 2 || f[1] != want {
+			t.Errorf("builds line %q: want %s", builds[i+2], want)
+		}
+	}
+	if head := strings.TrimSpace(p.git("rev-parse", "HEAD")); !strings.Contains(builds[2], " "+head[:7]+" ") || !strings.Contains(builds[2], "build: ") {
+		t.Errorf("builds: the failed build's line lacks its commit or reason: %q", builds[2])
+	}
+	if out := p.mustSSH("builds:output", "myapp"); !strings.Contains(out, "RUN exit 3") || !strings.Contains(out, "failed; the push is rejected") {
+		t.Errorf("builds:output of the broken build:\n%s", out)
+	}
+	firstID := strings.Fields(builds[4])[0]
+	if out := p.mustSSH("builds:output", "myapp", firstID); !strings.Contains(out, "=====> myapp v1 deployed") {
+		t.Errorf("builds:output myapp %s:\n%s", firstID, out)
+	}
+	if _, errs, code := d.run(nil, "builds:output", "myapp", "newest"); code != 1 || !strings.Contains(errs, `invalid build id "newest"`) {
+		t.Errorf("builds:output with a bad id: exit %d %q", code, errs)
+	}
+
 	// Another branch is accepted without a deploy.
 	p.git("reset", "-q", "--hard", "HEAD~1")
 	p.git("checkout", "-q", "-b", "feature")
