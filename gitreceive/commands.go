@@ -48,6 +48,9 @@ type Deployer interface {
 	Logs(ctx context.Context, app string, lines int, follow bool, processType string, w io.Writer) error
 	Report(ctx context.Context, app string, w io.Writer) error
 	RunOneOff(ctx context.Context, app string, args []string, stdin io.Reader, stdout, stderr io.Writer, term *tty.Terminal) (int, error)
+	// NewBuildLogPath returns the file that keeps a new deploy's build
+	// output, making room for it: an app keeps a bounded number.
+	NewBuildLogPath(app string) (string, error)
 }
 
 // diskReporter is the optional ability of a Deployer to report an app's

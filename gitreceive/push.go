@@ -104,16 +104,11 @@ func (c *Commands) preReceive(ctx context.Context, p *push, quarantine string, u
 	return c.deployCommit(ctx, p, a, quarantine, deployUp.new, out)
 }
 
-// buildLogPath is where a deploy's build output is kept.
-func (c *Commands) buildLogPath(app, sha string, t time.Time) string {
-	return filepath.Join(c.cfg.DataDir, "logs", app, "builds", t.UTC().Format("20060102T150405Z")+"-"+shortSHA(sha)+".log")
-}
-
 func (c *Commands) deployCommit(ctx context.Context, p *push, a platform.App, quarantine, sha string, pusher io.Writer) error {
 	start := time.Now()
-	logPath := c.buildLogPath(a.Name, sha, start)
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return fmt.Errorf("create build log dir: %w", err)
+	logPath, err := c.deploy.NewBuildLogPath(a.Name)
+	if err != nil {
+		return fmt.Errorf("build log: %w", err)
 	}
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
