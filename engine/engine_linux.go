@@ -139,7 +139,7 @@ func New(cfg Config) (*Engine, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("new engine: %w", err)
 	}
-	if err := probeIDMappedMounts(cfg.Root); err != nil {
+	if err := probeIDMappedMounts(cfg.Root, e.layersByPath); err != nil {
 		e.log.Warn("idmapped mounts unsupported: containers run without a user namespace (container root is host root, with reduced capabilities and no_new_privs); layers stay shared", "err", err)
 	} else {
 		e.userNS = true

@@ -743,6 +743,14 @@ func TestLayersByPath(t *testing.T) {
 	e := newTestEngine(t)
 	e.layersByPath = true
 	tmp := searchableTempDir(t)
+	// What New checks on such a kernel before it gives containers a user
+	// namespace: an overlay over an idmapped layer (Linux 5.19).
+	if err := probeIDMappedMounts(tmp, true); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Fatalf("the probe left %v", ents)
+	}
 	// With characters that overlay's option string splits on.
 	layers := longLayers(t, tmp, ",:")
 	upper := filepath.Join(tmp, "up,per:dir")

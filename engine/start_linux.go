@@ -637,8 +637,10 @@ func splitLines(s string) []string {
 	return out
 }
 
-// probeIDMappedMounts checks that an idmapped mount of dir can be made.
-func probeIDMappedMounts(dir string) error {
+// probeIDMappedMounts checks that an idmapped mount of dir can be made
+// and, with layersByPath, that overlayfs takes one as a layer (Linux 5.19;
+// the fd way needs 6.13 anyway).
+func probeIDMappedMounts(dir string, layersByPath bool) error {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = []string{roleEnv + "=pause"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -667,7 +669,38 @@ func probeIDMappedMounts(dir string) error {
 		return fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
 	unix.Close(fd)
+	if layersByPath {
+		if err := probeIdmappedLayer(dir, userns); err != nil {
+			return fmt.Errorf("%w: overlayfs over an idmapped layer: %v", ErrUnsupported, err)
+		}
+	}
 	return nil
+}
+
+// probeIdmappedLayer builds, and drops, an overlay whose one layer is an
+// empty directory idmapped into userns, the way containers get theirs.
+func probeIdmappedLayer(dir string, userns int) error {
+	tmp, err := os.MkdirTemp(dir, ".probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	c := &containerConfig{
+		Spec:     Spec{Layers: []string{filepath.Join(tmp, "layer")}},
+		Upper:    filepath.Join(tmp, "upper"),
+		Work:     filepath.Join(tmp, "work"),
+		OwnUpper: true,
+	}
+	for _, d := range []string{c.Spec.Layers[0], c.Upper, c.Work, filepath.Join(tmp, "scratch")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	fd, err := buildOverlayByPath(c, userns, filepath.Join(tmp, "scratch"))
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
 }
 
 // asFSUser runs fn on one thread whose filesystem IDs are uid:gid; the
