@@ -18,6 +18,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestRunExitCodeAndLogs(t *testing.T) {
@@ -793,5 +794,45 @@ func TestLayersByPath(t *testing.T) {
 	}
 	if _, err := e.Create(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "at most 500") {
 		t.Errorf("create with %d layers: %v, want a clear refusal", len(spec.Layers), err)
+	}
+}
+
+// TestVolumePropagationPrivate mounts a volume whose source sits on a shared
+// mount, as everything does under systemd: what the host mounts below the
+// source after the start must not appear in the container.
+func TestVolumePropagationPrivate(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	src := searchableTempDir(t)
+	if err := unix.Mount(src, src, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(src, unix.MNT_DETACH) })
+	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	later := filepath.Join(src, "later")
+	if err := os.Mkdir(later, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", "while [ ! -e /vol/go ]; do sleep 0.02; done; grep ' /vol ' /proc/self/mountinfo; ls /vol/later; echo end")
+	spec.Mounts = []Mount{{Source: src, Destination: "/vol"}}
+	id := run(t, e, spec)
+	if err := unix.Mount("tmpfs", later, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(later, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(later, "host-secret"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st := wait(t, e, id, 20*time.Second); st.Code != 0 {
+		t.Fatalf("status %v: %s", st, logText(t, e, id))
+	}
+	out := logText(t, e, id)
+	if strings.Contains(out, "host-secret") || strings.Contains(out, "shared:") || !strings.Contains(out, "end") {
+		t.Errorf("the volume follows the host's mounts:\n%s", out)
 	}
 }

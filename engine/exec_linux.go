@@ -67,6 +67,9 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 	if len(p.Args) == 0 || p.Args[0] == "" {
 		return ExitStatus{}, invalid("Process.Args", "a program to run is required")
 	}
+	if err := p.checkSize(); err != nil {
+		return ExitStatus{}, err
+	}
 	if size := c.Spec.IDMap.size(); c.UserNS && (p.UID >= size || p.GID >= size) {
 		return ExitStatus{}, invalid("Process.UID", "%d:%d is outside the mapped range", p.UID, p.GID)
 	}
@@ -113,6 +116,9 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 		for _, f := range remote {
 			f.Close()
 		}
+		if err == nil {
+			err = conn.CloseWrite()
+		}
 		if err != nil {
 			return ExitStatus{}, fmt.Errorf("send exec request: %w", err)
 		}
@@ -133,7 +139,11 @@ func (e *Engine) Exec(ctx context.Context, id string, opts ExecOptions) (ExitSta
 		go func() { defer copiers.Done(); copyOut(outW, stdout) }()
 		go func() { defer copiers.Done(); copyOut(errW, stderr) }()
 	} else {
-		if _, _, err := conn.WriteMsgUnix(req, nil, nil); err != nil {
+		_, _, err := conn.WriteMsgUnix(req, nil, nil)
+		if err == nil {
+			err = conn.CloseWrite()
+		}
+		if err != nil {
 			return ExitStatus{}, fmt.Errorf("send exec request: %w", err)
 		}
 	}

@@ -114,10 +114,12 @@ static void fail(void) {
 	_exit(1);
 }
 
-// writeAll writes all of b to fd, retrying on EINTR and short writes.
-static int writeAll(int fd, const char *b, size_t n) {
+// putAll writes all of b to fd, retrying on EINTR and short writes; to a
+// socket (sock) without SIGPIPE, which the init would otherwise find in its
+// signalfd and forward, should the peer be gone.
+static int putAll(int fd, const char *b, size_t n, int sock) {
 	while (n > 0) {
-		ssize_t w = write(fd, b, n);
+		ssize_t w = sock ? send(fd, b, n, MSG_NOSIGNAL) : write(fd, b, n);
 		if (w < 0) {
 			if (errno == EINTR) continue;
 			return -1;
@@ -127,6 +129,9 @@ static int writeAll(int fd, const char *b, size_t n) {
 	}
 	return 0;
 }
+
+static int writeAll(int fd, const char *b, size_t n) { return putAll(fd, b, n, 0); }
+static int sendAll(int fd, const char *b, size_t n) { return putAll(fd, b, n, 1); }
 
 // rfc3339 formats the time t as Go's time.RFC3339Nano does in UTC.
 static size_t rfc3339(char *out, size_t cap, const struct timespec *t) {
@@ -617,6 +622,12 @@ static pid_t spawn(struct proc *p, const int fds[3]) {
 			step = "set controlling terminal";
 			goto fail;
 		}
+		// The terminal belongs to the user the process runs as, who can
+		// then open it again (/dev/tty, tmux, sudo).
+		if (p->tty && fchown(0, p->uid, (gid_t)-1) < 0) {
+			step = "give the terminal to the user";
+			goto fail;
+		}
 		if (setgroups((size_t)p->ngroups, p->groups) < 0) {
 			step = "setgroups";
 			goto fail;
@@ -638,7 +649,12 @@ static pid_t spawn(struct proc *p, const int fds[3]) {
 	fail:;
 		int e = errno;
 		char msg[PATH_MAX + 128];
-		int n = snprintf(msg, sizeof msg, "%s %s: %s", step, prog, strerror(e));
+		const char *what = prog;
+		if (strcmp(step, "chdir") == 0) {
+			step = "change to working directory";
+			what = p->cwd && *p->cwd ? p->cwd : "/";
+		}
+		int n = snprintf(msg, sizeof msg, "%s %s: %s", step, what, strerror(e));
 		if (write(ep[1], msg, (size_t)n) < 0) {
 			// the parent sees an empty pipe and the exit
 		}
@@ -728,7 +744,7 @@ static void replyError(int conn) {
 	char out[8192];
 	size_t n = errorJSON(out, sizeof out - 1);
 	out[n++] = '\n';
-	writeAll(conn, out, n);
+	sendAll(conn, out, n);
 }
 
 static int openPty(int *master, int *slave, unsigned short cols, unsigned short rows) {
@@ -777,6 +793,35 @@ static void handleExec(int conn) {
 	struct timeval tv = {.tv_sec = 5};
 	setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR) n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+	// A stream socket ends a read after the part that carried the fds:
+	// the rest follows until the engine shuts down its side.
+	int incomplete = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (n > 0) {
+		if ((size_t)n == sizeof buf) {
+			incomplete = 1; // no room left for the end of it
+			break;
+		}
+		// Five seconds for the whole request, not for each part.
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = 5000 - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0) {
+			incomplete = 1;
+			break;
+		}
+		struct timeval lt = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+		setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &lt, sizeof lt);
+		ssize_t m = recv(conn, buf + n, sizeof buf - (size_t)n, 0);
+		if (m == 0) break;
+		if (m < 0) {
+			if (errno == EINTR) continue;
+			incomplete = 1;
+			break;
+		}
+		n += m;
+	}
 	int fds[3] = {-1, -1, -1}, nfds = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
@@ -799,6 +844,21 @@ static void handleExec(int conn) {
 	pid_t pid = -1;
 	if (n <= 0) {
 		goto done;
+	}
+	if (incomplete || (msg.msg_flags & MSG_CTRUNC)) {
+		seterr("exec request incomplete or over %d bytes", (int)sizeof buf - 1);
+		replyError(conn);
+		goto done;
+	}
+	for (int i = 0; i < nfds; i++) {
+		// Stdio only: pipes, sockets, terminals and the like, never a
+		// directory or file of the host's.
+		struct stat st;
+		if (fstat(fds[i], &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode))) {
+			seterr("exec stdio %d is not a pipe, socket or character device", i);
+			replyError(conn);
+			goto done;
+		}
 	}
 	if (slot < 0) {
 		seterr("too many processes started by exec at once (%d)", MAX_EXECS);
@@ -845,7 +905,7 @@ static void handleExec(int conn) {
 		}
 	} else {
 		rep[rl++] = '\n';
-		writeAll(conn, rep, (size_t)rl);
+		sendAll(conn, rep, (size_t)rl);
 	}
 	execs[slot].pid = pid;
 	execs[slot].conn = conn;
@@ -966,7 +1026,7 @@ static void runInit(void) {
 	close(errp[1]);
 	char rep[64];
 	int rl = snprintf(rep, sizeof rep, "{\"pid\":%d}", (int)app);
-	writeAll(FD_SYNC, rep, (size_t)rl);
+	sendAll(FD_SYNC, rep, (size_t)rl);
 	close(FD_SYNC);
 
 	static struct stream out = {.name = "stdout"}, err = {.name = "stderr"};
@@ -1001,7 +1061,9 @@ static void runInit(void) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof si) == sizeof si) {
 				if (si.ssi_signo != SIGCHLD) {
-					if (!appDone) kill(app, (int)si.ssi_signo);
+					// One the init raised itself (SIGPIPE, SIGXFSZ from a
+					// write) is not for the app.
+					if (!appDone && si.ssi_pid != (uint32_t)getpid()) kill(app, (int)si.ssi_signo);
 					continue;
 				}
 			}

@@ -46,8 +46,13 @@ var readonlyPaths = []string{
 	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 }
 
+// maxInitMessage is the largest message the init reads (MAX_MSG in
+// init_linux.c).
+const maxInitMessage = 1 << 20
+
 // initMessage is the init's wire format (parse in init_linux.c): NUL-
-// terminated key/value pairs, repeated keys in order.
+// terminated key/value pairs, repeated keys in order. An Exec request is
+// ended by the engine shutting down its side of the connection for writing.
 type initMessage struct {
 	b   []byte
 	err error
@@ -61,6 +66,14 @@ func (m *initMessage) add(key, value string) {
 	m.b = append(m.b, 0)
 	m.b = append(m.b, value...)
 	m.b = append(m.b, 0)
+}
+
+// done returns the message, refusing one the init would not read whole.
+func (m *initMessage) done() ([]byte, error) {
+	if m.err == nil && len(m.b) >= maxInitMessage {
+		m.err = fmt.Errorf("the init's message would be %d bytes; it reads at most %d (arguments, environment and mounts)", len(m.b), maxInitMessage-1)
+	}
+	return m.b, m.err
 }
 
 func (m *initMessage) addProcess(p *Process) {
@@ -106,7 +119,7 @@ func encodeInit(cfg *initConfig) ([]byte, error) {
 		m.add("ro", p)
 	}
 	m.addProcess(&cfg.Process)
-	return m.b, m.err
+	return m.done()
 }
 
 // encodeExec is an Exec request to the init.
@@ -120,5 +133,5 @@ func encodeExec(p *Process, tty bool, size TermSize) ([]byte, error) {
 			m.add("rows", strconv.Itoa(int(size.Height)))
 		}
 	}
-	return m.b, m.err
+	return m.done()
 }

@@ -122,6 +122,33 @@ func (m IDMap) size() uint32 {
 	return m.Size
 }
 
+// Limits on a process's arguments and environment: the kernel's for one
+// string (MAX_ARG_STRLEN) and, in all, well inside what execve takes with
+// a default stack and what the init reads in one message.
+const (
+	maxArgString = 128 << 10
+	maxArgsTotal = 512 << 10
+)
+
+// checkSize refuses arguments and environments execve would refuse (E2BIG)
+// with an error that says which.
+func (p *Process) checkSize() error {
+	total := 0
+	for _, l := range [][]string{p.Args, p.Env} {
+		for _, a := range l {
+			if len(a) >= maxArgString {
+				name, _, _ := strings.Cut(a, "=")
+				return invalid("Process", "%.40q… is %d bytes; one argument or variable may have at most %d", name, len(a), maxArgString-1)
+			}
+			total += len(a) + 1
+		}
+	}
+	if total > maxArgsTotal {
+		return invalid("Process", "arguments and environment are %d bytes in all; at most %d", total, maxArgsTotal)
+	}
+	return nil
+}
+
 // maxLayers is overlayfs' own limit on lower layers (OVL_MAX_STACK).
 const maxLayers = 500
 
@@ -155,6 +182,9 @@ func (s *Spec) Validate() error {
 		if !strings.Contains(e, "=") || strings.HasPrefix(e, "=") {
 			return invalid(fmt.Sprintf("Process.Env[%d]", i), "%q is not KEY=value", e)
 		}
+	}
+	if err := s.Process.checkSize(); err != nil {
+		return err
 	}
 	size := s.IDMap.size()
 	if s.IDMap.HostUID == 0 || s.IDMap.HostGID == 0 {

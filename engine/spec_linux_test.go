@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -36,6 +37,17 @@ func TestInvalidSpecs(t *testing.T) {
 		{name: "mount over root", edit: func(s *Spec) { s.Mounts = []Mount{{Source: "/tmp", Destination: "/"}} }, field: "Mounts[0].Destination"},
 		{name: "missing mount source", edit: func(s *Spec) { s.Mounts = []Mount{{Source: "/nonexistent", Destination: "/data"}} }, field: "Mounts[0].Source"},
 		{name: "bad env", edit: func(s *Spec) { s.Process.Env = []string{"NOEQUALS"} }, field: "Process.Env[0]"},
+		{name: "variable over 128 KiB", edit: func(s *Spec) { s.Process.Env = []string{"V=" + strings.Repeat("v", 128<<10)} }, field: "Process"},
+		{name: "environment over 512 KiB", edit: func(s *Spec) {
+			for i := 0; i < 6; i++ {
+				s.Process.Env = append(s.Process.Env, fmt.Sprintf("V%d=%s", i, strings.Repeat("v", 100<<10)))
+			}
+		}, field: "Process"},
+		{name: "too many layers", edit: func(s *Spec) {
+			for len(s.Layers) <= maxLayers {
+				s.Layers = append(s.Layers, s.Layers[0])
+			}
+		}, field: "Layers"},
 		{name: "disk quota without provider", edit: func(s *Spec) { s.Limits.DiskBytes = 1 << 30 }, field: "Limits"},
 	}
 	for _, tc := range tests {
@@ -137,5 +149,21 @@ func TestGC(t *testing.T) {
 	_ = n.withIPAM(func(s *ipamState) bool { left = len(s.Allocated); return false })
 	if left != 0 {
 		t.Fatalf("gc left %d addresses allocated", left)
+	}
+}
+
+// TestLargeEnvironment starts an app whose config is past the ~208 KiB
+// that one message on the init's socket took by default.
+func TestLargeEnvironment(t *testing.T) {
+	t.Parallel()
+	e := newTestEngine(t)
+	spec := testSpec("sh", "-c", "echo ${#V0} ${#V3} $LAST")
+	for i := 0; i < 4; i++ {
+		spec.Process.Env = append(spec.Process.Env, fmt.Sprintf("V%d=%s", i, strings.Repeat("v", 100<<10)))
+	}
+	spec.Process.Env = append(spec.Process.Env, "LAST=end")
+	out, st := output(t, e, spec)
+	if st.Code != 0 || strings.TrimSpace(out) != "102400 102400 end" {
+		t.Fatalf("status %v, output %q", st, out)
 	}
 }

@@ -117,6 +117,11 @@ func (e *Engine) StartTimed(ctx context.Context, id string) (StartTimings, error
 	if err != nil {
 		return tm, fmt.Errorf("create sync socket: %w", err)
 	}
+	// The config goes in one message, which must fit the send buffer
+	// (wmem_max, about 208 KiB by default, is less than maxInitMessage).
+	if err := unix.SetsockoptInt(sp[0], unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 2*maxInitMessage); err != nil {
+		e.log.Debug("raise sync socket send buffer", "err", err)
+	}
 	parent := os.NewFile(uintptr(sp[0]), "sync")
 	child := os.NewFile(uintptr(sp[1]), "sync-child")
 	defer parent.Close()
@@ -312,11 +317,24 @@ func openInitFiles(logPath, exitPath, sockPath string) (files []*os.File, err er
 	}
 	files = append(files, exitF)
 	_ = os.Remove(sockPath)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath, Net: "unix"})
+	// A peer of this socket chooses the user an Exec runs as: it is made
+	// in a directory of root's alone and made 0600 there, whatever the
+	// daemon's umask, before it takes its name.
+	private, err := os.MkdirTemp(filepath.Dir(sockPath), ".ctl-")
+	if err != nil {
+		return files, fmt.Errorf("make exec socket dir: %w", err)
+	}
+	defer os.RemoveAll(private)
+	tmpSock := filepath.Join(private, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpSock, Net: "unix"})
 	if err != nil {
 		return files, fmt.Errorf("listen on exec socket: %w", err)
 	}
 	ln.SetUnlinkOnClose(false)
+	if err := errors.Join(os.Chmod(tmpSock, 0o600), os.Rename(tmpSock, sockPath)); err != nil {
+		ln.Close()
+		return files, fmt.Errorf("place exec socket: %w", err)
+	}
 	ctlF, err := ln.File()
 	ln.Close()
 	if err != nil {
@@ -447,7 +465,10 @@ func cloneTree(path string, userns int, ro bool) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("clone mount tree: %w", err)
 	}
-	var attr unix.MountAttr
+	// A clone joins its source's peer group: private, so that nothing the
+	// host mounts below the source later shows up in the container (and
+	// nothing the other way), as Docker's default rprivate.
+	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
 	if userns >= 0 {
 		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
 		attr.Userns_fd = uint64(userns)
@@ -455,11 +476,9 @@ func cloneTree(path string, userns int, ro bool) (int, error) {
 	if ro {
 		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
 	}
-	if attr.Attr_set != 0 {
-		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("set mount attributes (idmap=%v ro=%v): %w", userns >= 0, ro, err)
-		}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set mount attributes (idmap=%v ro=%v private): %w", userns >= 0, ro, err)
 	}
 	return fd, nil
 }
@@ -471,7 +490,7 @@ func cloneLayer(path string, userns int) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("clone layer %s: %w", path, err)
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY, Propagation: unix.MS_PRIVATE}
 	if userns >= 0 {
 		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
 		attr.Userns_fd = uint64(userns)
