@@ -62,6 +62,13 @@ func (s *Service) SetConfig(ctx context.Context, actor Actor, app string, vars m
 				return fmt.Errorf("set config var %s: %w", k, err)
 			}
 		}
+		var total int64
+		if err := tx.QueryRow(ctx, `select coalesce(sum(octet_length(key) + octet_length(value) + 2), 0) from config_vars where app_id = $1`, a.ID).Scan(&total); err != nil {
+			return fmt.Errorf("size config vars: %w", err)
+		}
+		if total > MaxConfigTotal {
+			return invalid("config vars", "", fmt.Sprintf("they would hold %d KiB in all; an app's may hold at most %d KiB", (total+1023)/1024, MaxConfigTotal>>10))
+		}
 		return nil
 	})
 }

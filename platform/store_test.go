@@ -393,6 +393,14 @@ func TestReleasesConfigRollback(t *testing.T) {
 			return err
 		}, "value of OK"},
 		{"empty", func() error { _, err := e.svc.SetConfig(ctx, e.alice, "shop", nil); return err }, "config vars"},
+		{"over the total", func() error {
+			big := map[string]string{}
+			for i := 0; i < 5; i++ {
+				big[fmt.Sprintf("BIG%d", i)] = strings.Repeat("x", platform.MaxConfigValueLen)
+			}
+			_, err := e.svc.SetConfig(ctx, e.alice, "shop", big)
+			return err
+		}, "config vars"},
 		{"no image", func() error {
 			_, err := e.svc.CreateRelease(ctx, e.alice, "shop", platform.ReleaseSpec{Processes: map[string]string{"web": "x"}})
 			return err

@@ -22,6 +22,10 @@ const (
 	MaxQuantity = 100
 	// MaxConfigValueLen is the longest config var value, in bytes.
 	MaxConfigValueLen = 64 << 10
+	// MaxConfigTotal is the most an app's config vars may hold in all,
+	// names and values, in bytes: they become every instance's environment,
+	// which the engine caps at 512 KiB with PORT, DYNO and the image's own.
+	MaxConfigTotal = 256 << 10
 	// AppUIDRange is the size of each app's host UID range.
 	AppUIDRange = 65536
 
