@@ -672,12 +672,9 @@ func (r *run) stepRun(ctx context.Context, st *stageState, step Step, rep *StepR
 		return planError(step.Line, "RUN needs a base image with a shell, not scratch")
 	}
 	mfs := st.fs(r.b.store)
-	uid, gid := 0, 0
-	if st.config.User != "" {
-		var err error
-		if uid, gid, err = mfs.resolveUser(st.config.User, false); err != nil {
-			return planError(step.Line, "USER %s: %v", st.config.User, err)
-		}
+	user, err := mfs.execUser(st.config.User, false)
+	if err != nil {
+		return planError(step.Line, "USER %s: %v", st.config.User, err)
 	}
 	cwd := st.config.WorkingDir
 	if cwd == "" {
@@ -704,8 +701,9 @@ func (r *run) stepRun(ctx context.Context, st *stageState, step Step, rep *StepR
 		Args:     args,
 		Env:      env,
 		Cwd:      cwd,
-		UID:      uint32(uid),
-		GID:      uint32(gid),
+		UID:      user.UID,
+		GID:      user.GID,
+		Groups:   user.Groups,
 		Limits:   r.limits(),
 		IDs:      r.req.IDs,
 		Output:   out,
@@ -930,11 +928,11 @@ func (r *run) stepCopy(ctx context.Context, st *stageState, step Step, rep *Step
 	mfs := st.fs(r.b.store)
 	opt := copyOptions{chown: true}
 	if chown != "" {
-		uid, gid, err := mfs.resolveUser(chown, true)
+		u, err := mfs.execUser(chown, true)
 		if err != nil {
 			return fail("--chown=%s: %v", chown, err)
 		}
-		opt.uid, opt.gid = uid, gid
+		opt.uid, opt.gid = int(u.UID), int(u.GID)
 	}
 	if step.Chmod != "" {
 		opt.chmod, opt.mode = true, uint32(chmod)

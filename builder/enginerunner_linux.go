@@ -54,6 +54,7 @@ func (r *EngineRunner) RunStep(ctx context.Context, spec StepSpec) (StepResult, 
 		UpperDir: spec.UpperDir,
 		Process: engine.Process{
 			Args: spec.Args, Env: spec.Env, Cwd: spec.Cwd, UID: spec.UID, GID: spec.GID,
+			AdditionalGIDs: spec.Groups,
 		},
 		Hostname: "build",
 		Limits: engine.Limits{

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,6 +64,42 @@ func FuzzParseDockerfile(f *testing.F) {
 						t.Fatalf("%s without sources or dest at line %d", s.Kind, s.Line)
 					}
 				}
+			}
+		}
+	})
+}
+
+// FuzzResolveExecUser checks that any USER against any /etc/passwd and
+// /etc/group either fails with an error or resolves to IDs a container can
+// carry, with memberships only from well-formed group lines; seeds are in
+// testdata/fuzz/FuzzResolveExecUser.
+func FuzzResolveExecUser(f *testing.F) {
+	f.Add("app", []byte(testPasswd), []byte(testGroup))
+	f.Fuzz(func(t *testing.T, spec string, passwd, group []byte) {
+		groups := parseGroup(group)
+		for _, g := range groups {
+			if g.name == "" || strings.ContainsAny(g.name, ":\n") || slices.Contains(g.members, "") {
+				t.Fatalf("malformed entry %+v kept", g)
+			}
+		}
+		u, err := resolveExecUser(spec, passwd, group, false)
+		if err != nil {
+			return
+		}
+		if u.UID > maxContainerID || u.GID > maxContainerID || len(u.Groups) == 0 || u.Groups[0] != u.GID {
+			t.Fatalf("%q resolved to %+v", spec, u)
+		}
+		if _, grp, _ := strings.Cut(spec, ":"); grp != "" && len(u.Groups) != 1 {
+			t.Fatalf("%q names a group but got memberships %v", spec, u.Groups)
+		}
+		seen := map[uint32]bool{}
+		for i, g := range u.Groups {
+			if g > maxContainerID || seen[g] {
+				t.Fatalf("%q: groups %v", spec, u.Groups)
+			}
+			seen[g] = true
+			if i > 0 && !slices.ContainsFunc(groups, func(e groupEntry) bool { return e.gid == g && len(e.members) > 0 }) {
+				t.Fatalf("%q: group %d is on no well-formed line with members", spec, g)
 			}
 		}
 	})

@@ -1,12 +1,10 @@
 package builder
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -242,95 +240,46 @@ func (m mergedFS) readFile(rel string) ([]byte, bool) {
 	return b, err == nil
 }
 
-// lookupID finds name in a passwd- or group-style file of the merged tree
-// and returns its numeric ID (field 3) and, for passwd, the primary group
-// (field 4).
-func (m mergedFS) lookupID(file, name string) (id, gid int, ok bool) {
-	b, found := m.readFile(file)
-	if !found {
-		return 0, 0, false
+// maxUserDB caps what berth reads of an image's /etc/passwd or /etc/group:
+// the daemon reads them at every deploy.
+const maxUserDB = 4 << 20
+
+// readUserDB reads /etc/passwd or /etc/group of the merged tree, nil when
+// the image has none.
+func (m mergedFS) readUserDB(rel string) ([]byte, error) {
+	st, path, ok := m.stat(rel)
+	if !ok || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, nil
 	}
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) < 3 || f[0] != name {
-			continue
-		}
-		id, err := strconv.Atoi(f[2])
-		if err != nil {
-			return 0, 0, false
-		}
-		gid = -1
-		if len(f) > 3 {
-			if g, err := strconv.Atoi(f[3]); err == nil {
-				gid = g
-			}
-		}
-		return id, gid, true
+	if st.Size > maxUserDB {
+		return nil, fmt.Errorf("the image's %s is %d bytes; berth reads at most %d", rel, st.Size, maxUserDB)
 	}
-	return 0, 0, false
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the image's %s: %w", rel, err)
+	}
+	return b, nil
 }
 
-// resolveUser turns "user[:group]" (names or numbers) into IDs using the
-// image's /etc/passwd and /etc/group. Without a group, a named user gets
-// its primary group; a numeric user gets the same number as its group
-// when defaultSameGID is set (COPY --chown) and 0 otherwise.
-func (m mergedFS) resolveUser(spec string, defaultSameGID bool) (uid, gid int, err error) {
-	user, group, hasGroup := strings.Cut(spec, ":")
-	if user == "" {
-		return 0, 0, fmt.Errorf("empty user in %q", spec)
+// execUser resolves spec against the merged tree's /etc/passwd and
+// /etc/group (see resolveExecUser).
+func (m mergedFS) execUser(spec string, sameGID bool) (ExecUser, error) {
+	passwd, err := m.readUserDB("/etc/passwd")
+	if err != nil {
+		return ExecUser{}, err
 	}
-	primary := -1
-	if n, perr := strconv.Atoi(user); perr == nil && n >= 0 {
-		uid = n
-		if pid, pg, ok := m.lookupByID(n); ok && pid == n {
-			primary = pg
-		}
-		if defaultSameGID {
-			primary = n
-		}
-	} else {
-		id, g, ok := m.lookupID("/etc/passwd", user)
-		if !ok {
-			return 0, 0, fmt.Errorf("user %q not found in the image's /etc/passwd", user)
-		}
-		uid, primary = id, g
+	group, err := m.readUserDB("/etc/group")
+	if err != nil {
+		return ExecUser{}, err
 	}
-	switch {
-	case hasGroup && group != "":
-		if n, perr := strconv.Atoi(group); perr == nil && n >= 0 {
-			gid = n
-		} else {
-			id, _, ok := m.lookupID("/etc/group", group)
-			if !ok {
-				return 0, 0, fmt.Errorf("group %q not found in the image's /etc/group", group)
-			}
-			gid = id
-		}
-	case primary >= 0:
-		gid = primary
-	}
-	if uid > 1<<16-1 || gid > 1<<16-1 {
-		return 0, 0, fmt.Errorf("user %q: IDs above 65535 are not supported", spec)
-	}
-	return uid, gid, nil
+	return resolveExecUser(spec, passwd, group, sameGID)
 }
 
-func (m mergedFS) lookupByID(uid int) (int, int, bool) {
-	b, found := m.readFile("/etc/passwd")
-	if !found {
-		return 0, 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 4 || f[2] != strconv.Itoa(uid) {
-			continue
-		}
-		g, err := strconv.Atoi(f[3])
-		if err != nil {
-			return 0, 0, false
-		}
-		return uid, g, true
-	}
-	return 0, 0, false
+// ResolveUser resolves an image's USER into the IDs and supplementary
+// groups its processes run with, as Docker does, reading /etc/passwd and
+// /etc/group from layers (bottom first) as the container sees them: the
+// topmost copy wins, whiteouts and opaque directories hide lower ones.
+// Build steps and deployed apps both resolve USER here.
+func ResolveUser(layers []string, user string) (ExecUser, error) {
+	return mergedFS{layers: layers}.execUser(user, false)
 }

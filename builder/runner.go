@@ -34,6 +34,8 @@ type StepSpec struct {
 	Cwd  string
 	// UID and GID are the IDs inside the container.
 	UID, GID uint32
+	// Groups are the supplementary groups inside the container.
+	Groups []uint32
 	// Limits caps the step's resources.
 	Limits Limits
 	// IDs is the host ID range container IDs map to (zero: the runner's
