@@ -628,12 +628,15 @@ echo fds=$(ls /proc/self/fd | wc -l)
 echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo procsys=written || echo procsys=denied
 ls /sys/firmware | wc -l | sed 's/^/firmware=/'
 echo sysro=$(grep -c ' /sys ro,' /proc/self/mountinfo)
+unshare -U true 2>/dev/null && echo userns=created || echo userns=denied
+unshare -n true 2>/dev/null && echo netns=created || echo netns=denied
+grep -E '^Seccomp:' /proc/self/status | tr '\t' ' '
 `))
 	if st.Code != 0 {
 		t.Fatalf("status %v: %s", st, out)
 	}
 	want := fmt.Sprintf("CapEff: %016x", capMask())
-	for _, w := range []string{"sysrq=denied", "mount=denied", "kcore=0", "keys=0", want, "CapBnd: " + want[len("CapEff: "):], "NoNewPrivs: 1", "SigIgn: 0000000000000000", "SigBlk: 0000000000000000", "exe=denied", "procsys=denied", "firmware=0", "sysro=1"} {
+	for _, w := range []string{"sysrq=denied", "mount=denied", "kcore=0", "keys=0", want, "CapBnd: " + want[len("CapEff: "):], "NoNewPrivs: 1", "SigIgn: 0000000000000000", "SigBlk: 0000000000000000", "exe=denied", "procsys=denied", "firmware=0", "sysro=1", "userns=denied", "netns=denied", "Seccomp: 2"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("want %q in:\n%s", w, out)
 		}

@@ -39,6 +39,7 @@ func TestExec(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "sees the app's namespaces", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "hostname; cat /tmp/app-was-here; cat /proc/1/cmdline | cut -c1-10"}}}, wantOut: "execbox\napp\nberth-init"},
+		{name: "under the app's syscall filter", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "grep -E '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null || echo userns=denied"}}}, wantOut: "Seccomp:\t2\nuserns=denied"},
 		{name: "exit code and stderr", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "echo e >&2; exit 4"}}}, wantCode: 4, wantErr: "e\n"},
 		{name: "stdin", opts: ExecOptions{Process: Process{Args: []string{"tr", "a-z", "A-Z"}}, Stdin: strings.NewReader("shout\n")}, wantOut: "SHOUT\n"},
 		{name: "user and env", opts: ExecOptions{Process: Process{Args: []string{"sh", "-c", "echo $(id -u):$(id -g) $FOO; pwd"}, UID: 1000, GID: 1000, Env: []string{"FOO=bar"}, Cwd: "/tmp"}}, wantOut: "1000:1000 bar\n/tmp\n"},
