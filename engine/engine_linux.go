@@ -407,7 +407,8 @@ func (e *Engine) Inspect(id string) (Info, error) {
 }
 
 // finalStatus is the exit status of an exited container: what init wrote,
-// or (when init itself was killed) SIGKILL, plus the cgroup's OOM counter.
+// or (when init itself was killed) SIGKILL, and whether that was the OOM
+// killer's.
 func (e *Engine) finalStatus(id string) ExitStatus {
 	es, ok := e.exitStatus(id)
 	if !ok {
@@ -416,7 +417,10 @@ func (e *Engine) finalStatus(id string) ExitStatus {
 			es.ExitedAt = st.ModTime().UTC()
 		}
 	}
-	if e.oomKills(id) > 0 {
+	// The app was OOM-killed if it died of SIGKILL in a cgroup that saw an
+	// OOM kill; one of an Exec'd process or a child the app outlived is not
+	// the app's exit reason.
+	if es.Signal == int(syscall.SIGKILL) && e.oomKills(id) > 0 {
 		es.OOMKilled = true
 	}
 	return es

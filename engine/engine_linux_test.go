@@ -322,6 +322,15 @@ func TestLimits(t *testing.T) {
 			t.Errorf("exit does not say so: %s", st)
 		}
 	})
+	t.Run("memory of a child", func(t *testing.T) {
+		t.Parallel()
+		spec := testSpec("sh", "-c", "(x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived ${#x}); echo app-goes-on; exit 3")
+		spec.Limits.MemoryBytes = 32 << 20
+		out, st := output(t, e, spec)
+		if st.OOMKilled || st.Code != 3 || !strings.Contains(out, "app-goes-on") {
+			t.Fatalf("status %v (oom=%v), output %q; want the app's own exit 3, not an OOM kill", st, st.OOMKilled, out)
+		}
+	})
 	t.Run("pids", func(t *testing.T) {
 		t.Parallel()
 		// A fork bomb: the shell gives up at the first failed fork.
