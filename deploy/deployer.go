@@ -126,6 +126,7 @@ type instance struct {
 	env     []string
 	uid     uint32
 	gid     uint32
+	groups  []uint32 // supplementary, for exec'd checks
 	cwd     string
 
 	// Guarded by Deployer.mu.

@@ -135,17 +135,36 @@ func (e *env) getVia(client *http.Client, addr, app, path string) (int, string, 
 // layer holding files (path relative to / → content) and a process table.
 func (e *env) imageWithFiles(ref string, procs map[string]string, files map[string]string) string {
 	e.t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	var entries []layerFile
 	for name, body := range files {
 		mode := int64(0o644)
 		if strings.HasPrefix(name, "app/") {
 			mode = 0o755
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(body)), ModTime: time.Unix(0, 0)}); err != nil {
+		entries = append(entries, layerFile{name: name, body: body, mode: mode})
+	}
+	return e.imageWithLayer(ref, procs, entries)
+}
+
+// layerFile is one regular file of a test image's extra layer.
+type layerFile struct {
+	name, body string
+	mode       int64
+	uid, gid   int
+}
+
+// imageWithLayer stores an image on a fresh busybox base with an extra
+// layer holding files and a process table.
+func (e *env) imageWithLayer(ref string, procs map[string]string, files []layerFile) string {
+	e.t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Uid: f.uid, Gid: f.gid, Size: int64(len(f.body)), ModTime: time.Unix(0, 0)}
+		if err := tw.WriteHeader(hdr); err != nil {
 			e.t.Fatal(err)
 		}
-		if _, err := tw.Write([]byte(body)); err != nil {
+		if _, err := tw.Write([]byte(f.body)); err != nil {
 			e.t.Fatal(err)
 		}
 	}

@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +29,9 @@ type Image struct {
 	WorkingDir string
 	// UID and GID are the container IDs the app runs as (the image's User).
 	UID, GID uint32
+	// Groups are the app's supplementary groups, GID first, as Docker
+	// sets them from the image's /etc/group.
+	Groups []uint32
 	// Port is the image's lowest exposed TCP port, 0 when it exposes none.
 	Port int
 	// Processes is the Procfile process table; nil means "web" runs
@@ -79,9 +80,11 @@ func (b *BuilderImages) Resolve(_ context.Context, ref string) (*Image, error) {
 		Port:       lowestTCPPort(c.ExposedPorts),
 		Processes:  img.Processes,
 	}
-	if out.UID, out.GID, err = resolveUser(dirs, c.User); err != nil {
+	u, err := builder.ResolveUser(dirs, c.User)
+	if err != nil {
 		return nil, fmt.Errorf("resolve image %s: %w", ref, err)
 	}
+	out.UID, out.GID, out.Groups = u.UID, u.GID, u.Groups
 	wd := c.WorkingDir
 	if wd == "" {
 		wd = "/"
@@ -133,70 +136,6 @@ func readLayerFile(layers []string, rel string) ([]byte, bool) {
 		return b, true
 	}
 	return nil, false
-}
-
-// resolveUser turns an OCI User ("", "uid", "uid:gid", "name", "name:group")
-// into container IDs, looking names up in the image's /etc/passwd and
-// /etc/group.
-func resolveUser(layers []string, user string) (uid, gid uint32, err error) {
-	if user == "" {
-		return 0, 0, nil
-	}
-	u, g, hasGroup := strings.Cut(user, ":")
-	var pwGID uint32
-	if n, perr := strconv.ParseUint(u, 10, 32); perr == nil {
-		uid = uint32(n)
-		pwGID = uid
-		if _, id, ok := lookupDB(layers, "etc/passwd", "", uid); ok {
-			pwGID = id
-		}
-	} else {
-		id, grp, ok := lookupDB(layers, "etc/passwd", u, 0)
-		if !ok {
-			return 0, 0, fmt.Errorf("user %q is not in the image's /etc/passwd", u)
-		}
-		uid, pwGID = id, grp
-	}
-	if !hasGroup {
-		return uid, pwGID, nil
-	}
-	if n, perr := strconv.ParseUint(g, 10, 32); perr == nil {
-		return uid, uint32(n), nil
-	}
-	id, _, ok := lookupDB(layers, "etc/group", g, 0)
-	if !ok {
-		return 0, 0, fmt.Errorf("group %q is not in the image's /etc/group", g)
-	}
-	return uid, id, nil
-}
-
-// lookupDB finds an entry of a passwd or group file by name (or, with an
-// empty name, by ID) and returns its ID and, for passwd, its group ID.
-func lookupDB(layers []string, file, name string, byID uint32) (id, group uint32, ok bool) {
-	b, found := readLayerFile(layers, file)
-	if !found {
-		return 0, 0, false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) < 3 {
-			continue
-		}
-		n, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		if (name != "" && f[0] != name) || (name == "" && uint32(n) != byID) {
-			continue
-		}
-		var g uint64
-		if len(f) > 3 {
-			g, _ = strconv.ParseUint(f[3], 10, 32)
-		}
-		return uint32(n), uint32(g), true
-	}
-	return 0, 0, false
 }
 
 // isNotExist reports whether err means a missing file.

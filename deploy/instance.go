@@ -129,7 +129,7 @@ func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec)
 	spec := engine.Spec{
 		Layers: s.img.Layers,
 		Process: engine.Process{
-			Args: args, Env: env, Cwd: cwd, UID: s.img.UID, GID: s.img.GID,
+			Args: args, Env: env, Cwd: cwd, UID: s.img.UID, GID: s.img.GID, AdditionalGIDs: s.img.Groups,
 		},
 		Hostname: hostname(s.app, s.typ, s.num),
 		Limits:   s.limits,
@@ -150,7 +150,7 @@ func (d *Deployer) startInstance(ctx context.Context, a *appRun, s instanceSpec)
 	dc := time.Since(tc)
 	in := &instance{
 		id: id, logID: logID, typ: s.typ, num: s.num, release: s.rel.Version, port: port,
-		env: env, uid: s.img.UID, gid: s.img.GID, cwd: cwd,
+		env: env, uid: s.img.UID, gid: s.img.GID, groups: s.img.Groups, cwd: cwd,
 		state: stateStarting, done: make(chan struct{}),
 	}
 	ts := time.Now()
@@ -478,7 +478,7 @@ func (d *Deployer) runCheck(ctx context.Context, host string, in *instance, c Ch
 		if len(c.Command) > 0 {
 			var out bytes.Buffer
 			es, err := d.eng.Exec(actx, in.id, engine.ExecOptions{
-				Process: engine.Process{Args: c.Command, Env: in.env, Cwd: in.cwd, UID: in.uid, GID: in.gid},
+				Process: engine.Process{Args: c.Command, Env: in.env, Cwd: in.cwd, UID: in.uid, GID: in.gid, AdditionalGIDs: in.groups},
 				Stdout:  &out, Stderr: &out,
 			})
 			switch {

@@ -172,7 +172,8 @@ func (d *Deployer) reconcileApp(ctx context.Context, name string, infos []engine
 			id: info.ID, logID: info.Labels[labelLog], typ: typ, num: num, release: version,
 			ip: info.IP, port: port, pid: info.Pid, started: info.StartedAt,
 			env: info.Spec.Process.Env, uid: info.Spec.Process.UID, gid: info.Spec.Process.GID,
-			cwd: info.Spec.Process.Cwd, state: stateStarting, done: make(chan struct{}),
+			groups: info.Spec.Process.AdditionalGIDs, cwd: info.Spec.Process.Cwd,
+			state: stateStarting, done: make(chan struct{}),
 		}
 		if info.State != engine.StateRunning {
 			// It exited while no daemon watched it: a crash to restart.

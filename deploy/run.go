@@ -64,7 +64,8 @@ func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, std
 	spec := engine.Spec{
 		Layers: img.Layers,
 		Process: engine.Process{
-			Args: []string{"sleep", "2147483647"}, Env: env, Cwd: img.WorkingDir, UID: img.UID, GID: img.GID,
+			Args: []string{"sleep", "2147483647"}, Env: env, Cwd: img.WorkingDir,
+			UID: img.UID, GID: img.GID, AdditionalGIDs: img.Groups,
 		},
 		Hostname: hostname(app, "run", num),
 		Limits:   limits,
@@ -95,7 +96,7 @@ func (d *Deployer) RunOneOff(ctx context.Context, app string, args []string, std
 	}
 	d.event(app, "%s started: %s", dyno, args[0])
 	opts := engine.ExecOptions{
-		Process: engine.Process{Args: args, Env: env, Cwd: img.WorkingDir, UID: img.UID, GID: img.GID},
+		Process: engine.Process{Args: args, Env: env, Cwd: img.WorkingDir, UID: img.UID, GID: img.GID, AdditionalGIDs: img.Groups},
 		Stdin:   stdin, Stdout: stdout, Stderr: stderr,
 	}
 	if term != nil {
