@@ -85,6 +85,32 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec with a 200 KiB variable: %v, want an error naming it", err)
 	}
 	rawExecChecks(t, e, id)
+	// A caller that gives up (a health check's timeout) takes its process
+	// along, children included.
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	go func() {
+		for {
+			if st, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"test", "-s", "/tmp/abandoned"}}}); err == nil && st.Code == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(started)
+	}()
+	go func() { <-started; cancel() }()
+	if _, err := e.Exec(ctx, id, ExecOptions{Process: Process{Args: []string{"sh", "-c", "sleep 300 & echo $! > /tmp/abandoned; wait"}}}); err == nil {
+		t.Error("an Exec whose context ended returned no error")
+	}
+	gone := false
+	for i := 0; i < 100 && !gone; i++ {
+		st, err := e.Exec(context.Background(), id, ExecOptions{Process: Process{Args: []string{"sh", "-c", "kill -0 $(cat /tmp/abandoned)"}}})
+		gone = err == nil && st.Code != 0
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !gone {
+		t.Error("the abandoned Exec's child still runs")
+	}
 	if _, err := e.Stop(context.Background(), id, time.Second); err != nil {
 		t.Fatal(err)
 	}

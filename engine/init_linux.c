@@ -812,6 +812,7 @@ static void drain(struct stream *s) {
 struct execjob {
 	pid_t pid;
 	int conn;
+	int hup; // the caller went away and the process was killed
 };
 
 static struct execjob execs[MAX_EXECS];
@@ -985,6 +986,7 @@ static void handleExec(int conn) {
 	}
 	execs[slot].pid = pid;
 	execs[slot].conn = conn;
+	execs[slot].hup = 0;
 	conn = -1;
 done:
 	free(p.args);
@@ -1112,7 +1114,10 @@ static void runInit(void) {
 	int appDone = 0, appStatus = 0;
 	struct timespec deadline = {0};
 	for (;;) {
-		struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN}, {.fd = out.fd, .events = POLLIN}, {.fd = err.fd, .events = POLLIN}, {.fd = appDone ? -1 : ctl, .events = POLLIN}};
+		struct pollfd pfd[4 + MAX_EXECS] = {{.fd = sfd, .events = POLLIN}, {.fd = out.fd, .events = POLLIN}, {.fd = err.fd, .events = POLLIN}, {.fd = appDone ? -1 : ctl, .events = POLLIN}};
+		// An Exec caller's connection, for its hangup alone (the engine
+		// shut down its side for writing when it sent the request).
+		for (int i = 0; i < MAX_EXECS; i++) pfd[4 + i] = (struct pollfd){.fd = execs[i].pid && !execs[i].hup ? execs[i].conn : -1};
 		int timeout = -1;
 		if (appDone) {
 			// The app has exited: wait at most 500 ms for what it (or a
@@ -1124,9 +1129,17 @@ static void runInit(void) {
 			if (ms <= 0) break;
 			timeout = (int)ms;
 		}
-		if (poll(pfd, 4, timeout) < 0) {
+		if (poll(pfd, 4 + MAX_EXECS, timeout) < 0) {
 			if (errno == EINTR) continue;
 			break;
+		}
+		for (int i = 0; i < MAX_EXECS; i++) {
+			if (pfd[4 + i].fd < 0 || !(pfd[4 + i].revents & (POLLHUP | POLLERR))) continue;
+			// Nobody waits for the process any more (a health check that
+			// timed out, a dropped ssh run): it goes, with its group.
+			kill(-execs[i].pid, SIGKILL);
+			kill(execs[i].pid, SIGKILL);
+			execs[i].hup = 1;
 		}
 		if (pfd[1].revents) drain(&out);
 		if (pfd[2].revents) drain(&err);
