@@ -420,7 +420,8 @@ func (e *Engine) finalStatus(id string) ExitStatus {
 	// The app was OOM-killed if it died of SIGKILL in a cgroup that saw an
 	// OOM kill; one of an Exec'd process or a child the app outlived is not
 	// the app's exit reason.
-	if es.Signal == int(syscall.SIGKILL) && e.oomKills(id) > 0 {
+	es.OOMKills = int(e.oomKills(id))
+	if es.Signal == int(syscall.SIGKILL) && es.OOMKills > 0 {
 		es.OOMKilled = true
 	}
 	return es

@@ -330,6 +330,9 @@ func TestLimits(t *testing.T) {
 		if st.OOMKilled || st.Code != 3 || !strings.Contains(out, "app-goes-on") {
 			t.Fatalf("status %v (oom=%v), output %q; want the app's own exit 3, not an OOM kill", st, st.OOMKilled, out)
 		}
+		if st.OOMKills != 1 || st.String() != "exited with code 3 (a process of it was killed: out of memory)" {
+			t.Errorf("status %q (%d OOM kills), want the child's OOM kill told", st, st.OOMKills)
+		}
 	})
 	t.Run("pids", func(t *testing.T) {
 		t.Parallel()

@@ -301,8 +301,11 @@ type ExitStatus struct {
 	Code int `json:"code"`
 	// Signal is the signal number that killed the process, 0 if it exited.
 	Signal int `json:"signal,omitempty"`
-	// OOMKilled is true when the kernel's OOM killer killed a process of the container.
+	// OOMKilled is true when the kernel's OOM killer killed the app itself.
 	OOMKilled bool `json:"oomKilled,omitempty"`
+	// OOMKills counts the processes of the container the OOM killer
+	// killed, the app's children and Exec'd processes included.
+	OOMKills int `json:"oomKills,omitempty"`
 	// ExitedAt is when the engine saw the exit.
 	ExitedAt time.Time `json:"exitedAt"`
 }
@@ -315,8 +318,13 @@ func (s ExitStatus) String() string {
 	} else {
 		fmt.Fprintf(&b, "exited with code %d", s.Code)
 	}
-	if s.OOMKilled {
+	switch {
+	case s.OOMKilled:
 		b.WriteString(" (out of memory)")
+	case s.OOMKills == 1:
+		b.WriteString(" (a process of it was killed: out of memory)")
+	case s.OOMKills > 1:
+		fmt.Fprintf(&b, " (%d processes of it were killed: out of memory)", s.OOMKills)
 	}
 	return b.String()
 }
