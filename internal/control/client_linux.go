@@ -113,7 +113,8 @@ func Run(ctx context.Context, socketPath string, req Request, stdin io.Reader, s
 			}
 			return int(p[0]), nil
 		default:
-			return 1, fmt.Errorf("read from daemon: frame type %q: %w", typ, ErrProtocol)
+			// A frame of a newer daemon that this client does without.
+			continue
 		}
 	}
 }

@@ -210,6 +210,39 @@ func TestBadWindowFrame(t *testing.T) {
 	}
 }
 
+// TestUnknownFrameSkipped: a frame type this daemon does not know (from a
+// newer client) is passed over; the session goes on and reads stdin.
+func TestUnknownFrameSkipped(t *testing.T) {
+	got := make(chan string, 1)
+	path := startServer(t, func(ctx context.Context, s *Session) int {
+		b, _ := io.ReadAll(s.Stdin)
+		got <- string(b)
+		return 0
+	})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, _ := encodeRequest(Request{Args: []string{"x"}})
+	for _, f := range []struct {
+		typ byte
+		p   string
+	}{{frameRequest, string(req)}, {'?', "from the future"}, {frameStdin, "still here"}, {frameStdinEOF, ""}} {
+		if err := writeFrame(c, f.typ, []byte(f.p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case s := <-got:
+		if s != "still here" {
+			t.Fatalf("stdin %q, want %q", s, "still here")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not go on past an unknown frame")
+	}
+}
+
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{'R', 0, 0, 0, 2, '{', '}'})
 	f.Add([]byte{'x', 0xff, 0xff, 0xff, 0xff})

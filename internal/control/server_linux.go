@@ -192,9 +192,9 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 					tty.Send(resize, size)
 				}
 			default:
-				pw.CloseWithError(ErrProtocol)
-				cancel()
-				return
+				// A frame of a newer client (as the window frame was once):
+				// what this daemon does not know, it does without.
+				continue
 			}
 		}
 	}()
