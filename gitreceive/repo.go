@@ -132,7 +132,15 @@ func checkoutTree(repoDir, quarantine, sha, dst string, out io.Writer) (*object.
 	if err != nil {
 		return nil, fmt.Errorf("read tree of %s: %w", shortSHA(sha), err)
 	}
+	// Everything is written through a Root: a symlink the tree made earlier
+	// (x -> /etc) cannot carry a later entry (x/evil) out of dst.
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return nil, fmt.Errorf("open checkout dir: %w", err)
+	}
+	defer root.Close()
 	var total int64
+	seen := map[string]bool{}
 	walker := object.NewTreeWalker(tree, true, nil)
 	defer walker.Close()
 	for {
@@ -146,10 +154,15 @@ func checkoutTree(repoDir, quarantine, sha, dst string, out io.Writer) (*object.
 		if !filepath.IsLocal(name) {
 			return nil, fmt.Errorf("tree of %s: path %q leaves the repository", shortSHA(sha), name)
 		}
-		target := filepath.Join(dst, name)
+		// git itself never writes two entries of one name; a hand-made tree
+		// may.
+		if seen[name] {
+			return nil, fmt.Errorf("tree of %s: path %q appears twice", shortSHA(sha), name)
+		}
+		seen[name] = true
 		switch entry.Mode {
 		case filemode.Dir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
+			if err := root.MkdirAll(name, 0o755); err != nil {
 				return nil, fmt.Errorf("check out %s: %w", name, err)
 			}
 		case filemode.Submodule:
@@ -163,7 +176,7 @@ func checkoutTree(repoDir, quarantine, sha, dst string, out io.Writer) (*object.
 			if total > maxContextBytes {
 				return nil, fmt.Errorf("check out %s: the source tree is larger than %d bytes", shortSHA(sha), maxContextBytes)
 			}
-			if err := writeBlob(blob, target, entry.Mode); err != nil {
+			if err := writeBlob(root, blob, name, entry.Mode); err != nil {
 				return nil, fmt.Errorf("check out %s: %w", name, err)
 			}
 		}
@@ -171,8 +184,9 @@ func checkoutTree(repoDir, quarantine, sha, dst string, out io.Writer) (*object.
 	return commit, nil
 }
 
-func writeBlob(blob *object.Blob, target string, mode filemode.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+// writeBlob writes one file or symlink of the tree at name below root.
+func writeBlob(root *os.Root, blob *object.Blob, name string, mode filemode.FileMode) error {
+	if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
 	}
 	r, err := blob.Reader()
@@ -185,13 +199,13 @@ func writeBlob(blob *object.Blob, target string, mode filemode.FileMode) error {
 		if err != nil {
 			return err
 		}
-		return os.Symlink(string(b), target)
+		return root.Symlink(string(b), name)
 	}
 	perm := os.FileMode(0o644)
 	if mode == filemode.Executable {
 		perm = 0o755
 	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

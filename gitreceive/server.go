@@ -237,6 +237,9 @@ func (s *Server) handleGit(ctx context.Context, sess ssh.Session, actor Actor, a
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = sess, sess, stderr
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
 	if receive {
+		// Check every pushed object, as GitHub does: a malformed tree
+		// (duplicate entries, "..", ".git") is refused before any hook.
+		cmd.Env = append(cmd.Env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=receive.fsckObjects", "GIT_CONFIG_VALUE_0=true")
 		id := randomID()
 		s.mu.Lock()
 		s.pushes[id] = &push{app: app, actor: actor}
