@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -301,6 +302,11 @@ func (c *Commands) appsDestroy(inv *Invocation) error {
 	a, err := c.svc.App(inv.ctx, inv.actor, name)
 	if err != nil {
 		return err
+	}
+	// Before anything is torn down: platform.DestroyApp would refuse a
+	// member who is not the owner only after the containers were gone.
+	if !inv.actor.IsAdmin() && a.OwnerID != inv.actor.UserID {
+		return fmt.Errorf("only the owner of %s or an admin can destroy it: %w", a.Name, platform.ErrForbidden)
 	}
 	if !inv.Bool("force") {
 		fmt.Fprintf(inv.env.Stdout, " !     WARNING: this destroys %s: its containers, releases, config, domains and repository.\n", a.Name)
@@ -732,53 +738,78 @@ func (c *Commands) runOneOff(inv *Invocation) error {
 }
 
 // appLocks serializes pushes and changes of one app inside this daemon; the
-// platform's advisory locks do the same across processes.
+// platform's advisory locks do the same across processes. An app's entry
+// lives while someone holds or waits for its lock, so names that are not
+// apps (the lock may be taken before the name is checked) leave nothing.
 type appLocks struct {
-	ch chan struct{}
-	m  map[string]chan struct{}
+	mu sync.Mutex
+	m  map[string]*appLock
+}
+
+type appLock struct {
+	ch   chan struct{}
+	refs int // holders and waiters
 }
 
 func newAppLocks() *appLocks {
-	l := &appLocks{ch: make(chan struct{}, 1), m: map[string]chan struct{}{}}
-	return l
+	return &appLocks{m: map[string]*appLock{}}
 }
 
-func (l *appLocks) get(app string) chan struct{} {
-	l.ch <- struct{}{}
-	defer func() { <-l.ch }()
-	c, ok := l.m[app]
+// ref returns the app's lock, counting the caller in until unref.
+func (l *appLocks) ref(app string) *appLock {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	al, ok := l.m[app]
 	if !ok {
-		c = make(chan struct{}, 1)
-		l.m[app] = c
+		al = &appLock{ch: make(chan struct{}, 1)}
+		l.m[app] = al
 	}
-	return c
+	al.refs++
+	return al
+}
+
+func (l *appLocks) unref(app string, al *appLock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if al.refs--; al.refs == 0 {
+		delete(l.m, app)
+	}
+}
+
+func (l *appLocks) release(app string, al *appLock) func() {
+	return func() {
+		<-al.ch
+		l.unref(app, al)
+	}
 }
 
 // lock waits for the app's lock and returns its release.
 func (l *appLocks) lock(app string) func() {
-	c := l.get(app)
-	c <- struct{}{}
-	return func() { <-c }
+	al := l.ref(app)
+	al.ch <- struct{}{}
+	return l.release(app, al)
 }
 
 // tryLock takes the lock if it is free.
 func (l *appLocks) tryLock(app string) (func(), bool) {
-	c := l.get(app)
+	al := l.ref(app)
 	select {
-	case c <- struct{}{}:
-		return func() { <-c }, true
+	case al.ch <- struct{}{}:
+		return l.release(app, al), true
 	default:
+		l.unref(app, al)
 		return nil, false
 	}
 }
 
 // lockCtx waits for the lock until ctx ends.
 func (l *appLocks) lockCtx(ctx context.Context, app string) (func(), error) {
-	c := l.get(app)
+	al := l.ref(app)
 	select {
-	case c <- struct{}{}:
-		return func() { <-c }, nil
+	case al.ch <- struct{}{}:
+		return l.release(app, al), nil
 	case <-ctx.Done():
+		l.unref(app, al)
 		return nil, ctx.Err()
 	}
 }
