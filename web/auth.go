@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
@@ -150,10 +151,21 @@ func (s *Server) loginPage(c echo.Context) error {
 }
 
 // safeNext keeps only local paths, so the sign-in form cannot send the
-// user to another site.
+// user to another site. Browsers drop tabs and newlines from a URL and
+// read a backslash as a slash, so "/\t/evil" or "/\\evil" would lead to
+// //evil: control characters are refused outright, and so is anything
+// with a scheme or host or that starts with // or /\.
 func safeNext(next string) string {
+	const home = "/apps"
+	if strings.ContainsFunc(next, unicode.IsControl) {
+		return home
+	}
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-		return "/apps"
+		return home
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return home
 	}
 	return next
 }

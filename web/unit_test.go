@@ -78,6 +78,20 @@ func TestSafeNext(t *testing.T) {
 		{name: "other site", next: "https://evil.example.com/", want: "/apps"},
 		{name: "scheme-relative", next: "//evil.example.com/", want: "/apps"},
 		{name: "backslash", next: "/\\evil.example.com", want: "/apps"},
+		{name: "tab between slashes", next: "/\t/evil.example.com", want: "/apps"},
+		{name: "newline between slashes", next: "/\n/evil.example.com", want: "/apps"},
+		{name: "carriage return between slashes", next: "/\r/evil.example.com", want: "/apps"},
+		{name: "tab before backslash", next: "/\t\\evil.example.com", want: "/apps"},
+		{name: "leading tab", next: "\t//evil.example.com", want: "/apps"},
+		{name: "nul", next: "/apps\x00", want: "/apps"},
+		{name: "del", next: "/apps\x7f", want: "/apps"},
+		{name: "c1 control", next: "/\u0085/evil.example.com", want: "/apps"},
+		{name: "scheme", next: "javascript:alert(1)", want: "/apps"},
+		{name: "slash scheme", next: "/javascript:alert(1)", want: "/javascript:alert(1)"},
+		{name: "relative", next: "apps", want: "/apps"},
+		{name: "encoded slashes stay a path", next: "/%2F%2Fevil.example.com", want: "/%2F%2Fevil.example.com"},
+		{name: "query with a url", next: "/apps?next=https://example.com/", want: "/apps?next=https://example.com/"},
+		{name: "fragment", next: "/apps/x#logs", want: "/apps/x#logs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
