@@ -13,9 +13,11 @@ import (
 
 // AddDomain routes hostname to the app. Hostnames are unique across all
 // apps; a taken one gives an *ExistsError (also when two requests race),
-// which does not say which app has it.
+// which does not say which app has it. The global domain and the names
+// under it are refused (see ValidateCustomDomain): every app already
+// answers at APP.<domain>.
 func (s *Service) AddDomain(ctx context.Context, actor Actor, app, hostname string) (string, error) {
-	h, err := ValidateHostname(hostname)
+	h, err := ValidateCustomDomain(hostname, s.domain)
 	if err != nil {
 		return "", err
 	}

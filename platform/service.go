@@ -16,17 +16,34 @@ import (
 // talks SQL. Its methods take the Actor doing the work and check what that
 // actor may do. It is safe for concurrent use.
 type Service struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	domain string // the global domain, normalized; "" when not configured
+}
+
+// Config configures a Service.
+type Config struct {
+	// Domain is the global domain: app APP answers at APP.<Domain>. Custom
+	// domains equal to it or under it are refused (see
+	// ValidateCustomDomain). Empty turns that check off, so only a Service
+	// that never adds domains for users should leave it out.
+	Domain string
 }
 
 // New returns a Service over pool, whose database must have berth's schema
-// (migrations.Apply).
+// (migrations.Apply). It knows no global domain, so AddDomain checks only a
+// hostname's syntax; the daemon uses NewWithConfig.
 func New(pool *pgxpool.Pool, logger *slog.Logger) *Service {
+	return NewWithConfig(pool, Config{}, logger)
+}
+
+// NewWithConfig returns a Service over pool, whose database must have
+// berth's schema (migrations.Apply), configured by cfg.
+func NewWithConfig(pool *pgxpool.Pool, cfg Config, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{pool: pool, log: logger.With("component", "platform")}
+	return &Service{pool: pool, log: logger.With("component", "platform"), domain: normalizeHost(cfg.Domain)}
 }
 
 // Role is a user's role.

@@ -27,6 +27,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// testDomain is the global domain of the tests' Service: app APP answers
+// at APP.berth.test.
+const testDomain = "berth.test"
+
 // env is a Service on a fresh database with an admin and two members.
 type env struct {
 	svc               *platform.Service
@@ -55,7 +59,8 @@ func (s *syncBuffer) String() string {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	logs := &syncBuffer{}
-	svc := platform.New(pgtest.New(t), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	svc := platform.NewWithConfig(pgtest.New(t), platform.Config{Domain: testDomain},
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e := &env{svc: svc, logs: logs, sys: platform.System()}
 	ctx := context.Background()
 	mk := func(name string, role platform.Role) platform.Actor {
@@ -643,6 +648,57 @@ func TestDomains(t *testing.T) {
 	}
 	if _, err := e.svc.AddDomain(ctx, e.bob, "two", "www.example.com"); err != nil {
 		t.Fatalf("domain of destroyed app not freed: %v", err)
+	}
+}
+
+// TestAddDomainRefusesGlobalDomain: no app may claim the global domain or
+// a name under it, since APP.<domain> is every app's default hostname and
+// the router would otherwise have two apps for one host.
+func TestAddDomainRefusesGlobalDomain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	mustApp(t, e, e.alice, "evil")
+	mustApp(t, e, e.bob, "victim")
+	tests := []struct {
+		name    string
+		actor   platform.Actor
+		host    string
+		refused bool
+	}{
+		{name: "another app's default name", actor: e.alice, host: "victim.berth.test", refused: true},
+		{name: "another app's default name, spelt otherwise", actor: e.alice, host: " VICTIM.Berth.Test. ", refused: true},
+		{name: "a name under another app's default name", actor: e.alice, host: "x.victim.berth.test", refused: true},
+		{name: "deeper under it", actor: e.alice, host: "a.b.victim.berth.test", refused: true},
+		{name: "its own default name", actor: e.alice, host: "evil.berth.test", refused: true},
+		{name: "an app not created yet", actor: e.alice, host: "later.berth.test", refused: true},
+		{name: "the global domain itself", actor: e.alice, host: "berth.test", refused: true},
+		{name: "admins too", actor: e.admin, host: "victim.berth.test", refused: true},
+		{name: "the system too", actor: e.sys, host: "x.victim.berth.test", refused: true},
+		{name: "a domain of its own", actor: e.alice, host: "www.evil.example"},
+		{name: "a name that only ends like the global domain", actor: e.alice, host: "victimberth.test"},
+		{name: "the global domain as a label elsewhere", actor: e.alice, host: "berth.test.evil.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := e.svc.AddDomain(ctx, tt.actor, "evil", tt.host)
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("AddDomain(%q) = %v", tt.host, err)
+				}
+				return
+			}
+			var inv *platform.InvalidError
+			if !errors.As(err, &inv) || inv.Field != "hostname" {
+				t.Fatalf("AddDomain(%q) = %q, %v; want an InvalidError for hostname", tt.host, h, err)
+			}
+			wantErr(t, err, platform.ErrInvalid, "global domain berth.test", "a domain of your own")
+		})
+	}
+	// Only the allowed ones were stored.
+	ds, err := e.svc.Domains(ctx, e.alice, "evil")
+	if want := []string{"berth.test.evil.example", "victimberth.test", "www.evil.example"}; err != nil || !slices.Equal(ds, want) {
+		t.Fatalf("domains = %v, %v; want %v", ds, err, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"regexp"
@@ -93,7 +94,7 @@ func ValidateAppName(name string) error {
 // lower-cased, without a trailing dot. It must be a DNS name of labels made
 // of letters, digits and dashes; IP addresses and wildcards are refused.
 func ValidateHostname(host string) (string, error) {
-	h := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(host), "."))
+	h := normalizeHost(host)
 	switch {
 	case h == "":
 		return "", invalid("hostname", "", "give a hostname such as app.example.com")
@@ -123,6 +124,34 @@ func ValidateHostname(host string) (string, error) {
 	}
 	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
 		return "", invalid("hostname", shown(host), "the last label cannot be all digits")
+	}
+	return h, nil
+}
+
+// normalizeHost lower-cases a hostname and drops surrounding space and a
+// trailing dot.
+func normalizeHost(host string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(host), "."))
+}
+
+// ValidateCustomDomain checks a custom domain for an app as ValidateHostname
+// does and returns it normalized. It also refuses globalDomain itself and
+// every name under it: APP.<globalDomain> is each app's default hostname,
+// and a name such as x.APP.<globalDomain> lives under another app's, so
+// letting one app claim them would hand it another tenant's traffic and
+// certificates. An empty globalDomain skips that check.
+func ValidateCustomDomain(host, globalDomain string) (string, error) {
+	h, err := ValidateHostname(host)
+	if err != nil {
+		return "", err
+	}
+	d := normalizeHost(globalDomain)
+	switch {
+	case d == "":
+	case h == d:
+		return "", invalid("hostname", h, fmt.Sprintf("it is berth's global domain %s, not an app's: every app answers at APP.%s already; add a domain of your own", d, d))
+	case strings.HasSuffix(h, "."+d):
+		return "", invalid("hostname", h, fmt.Sprintf("names under berth's global domain %s are berth's: every app answers at APP.%s already (no domains:add needed); add a domain of your own", d, d))
 	}
 	return h, nil
 }

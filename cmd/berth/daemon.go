@@ -61,7 +61,7 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 	if d.db, err = openDatabase(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
-	d.svc = platform.New(d.db.pool, logger)
+	d.svc = platform.NewWithConfig(d.db.pool, platform.Config{Domain: cfg.Domain}, logger)
 
 	ctrRoot := filepath.Join(cfg.DataDir, "containers")
 	driver := cfg.DiskQuotaDriver
