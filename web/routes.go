@@ -18,9 +18,12 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	// The router on this host forwards with X-Forwarded-For; trust it from
-	// loopback and private networks only.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	// The dashboard listens directly, not behind the router, so the peer
+	// address is the client's. X-Forwarded-For is the client's own word:
+	// trusting it, even from private addresses, let any LAN host or app
+	// container pick a fresh address for every sign-in attempt and so
+	// escape the per-address backoff.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(s.recoverPanics, s.securityHeaders)
 	e.Use(middleware.BodyLimit("1M"))
 

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"html"
 	"io"
 	"math/big"
@@ -365,6 +366,47 @@ func TestDashboardSecurity(t *testing.T) {
 		// Success forgets the user's failures.
 		if w := lim.wait("user:root"); w != 0 {
 			t.Errorf("wait after success: %v", w)
+		}
+	})
+
+	t.Run("the address limit ignores X-Forwarded-For", func(t *testing.T) {
+		lim := e.srv.logins
+		now := time.Now()
+		lim.mu.Lock()
+		lim.m = map[string]*attempts{}
+		lim.now = func() time.Time { return now }
+		lim.mu.Unlock()
+		c := e.client()
+		// A new user name every time, so that only the address limit
+		// can stop the guesses; a new X-Forwarded-For every time, as a
+		// LAN client or an app container could send.
+		try := func(i int) int {
+			t.Helper()
+			form := url.Values{"_csrf": {c.token("/login")}, "user": {fmt.Sprintf("guess%d", i)}, "password": {"wrong"}}
+			req, err := http.NewRequest(http.MethodPost, e.url+"/login", strings.NewReader(form.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i/65536%256, i/256%256, i%256))
+			resp, err := c.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		free := 5 * e.srv.cfg.LoginFreeAttempts
+		for i := range free {
+			if status := try(i); status != http.StatusUnauthorized {
+				t.Fatalf("guess %d: %d, want 401", i+1, status)
+			}
+		}
+		if status := try(free); status != http.StatusTooManyRequests {
+			t.Errorf("guess %d from a new X-Forwarded-For: %d, want 429: the header escaped the address limit", free+1, status)
+		}
+		if w := lim.wait("ip:127.0.0.1"); w == 0 {
+			t.Error("the connecting address is not backing off")
 		}
 	})
 }
