@@ -68,12 +68,15 @@ type Deployer struct {
 
 	mu     sync.Mutex // guards apps, every appRun's state fields, certs, closed
 	apps   map[string]*appRun
-	certs  map[string]*tls.Certificate // uploaded certificates by hostname
+	certs  map[string]appCert // uploaded certificates by hostname
 	closed bool
 
 	runs runState
 
 	tableMu sync.Mutex // serialises building and setting the routing table
+	// leftOut holds the custom domains the last table left out, so each
+	// is logged once, not at every build. Guarded by tableMu.
+	leftOut map[hostClaim]string
 	logMu   sync.Mutex // serialises berth.log writes and rotation
 }
 
@@ -430,11 +433,9 @@ func sortedTypes[V any](m map[string]V) []string {
 func (d *Deployer) publishTable() {
 	d.tableMu.Lock()
 	defer d.tableMu.Unlock()
-	t := &router.Table{Apps: map[string]*router.App{}, Hosts: map[string]string{}, Certs: map[string]*tls.Certificate{}}
+	t := &router.Table{Apps: map[string]*router.App{}, Certs: map[string]*tls.Certificate{}}
+	custom := map[string][]string{}
 	d.mu.Lock()
-	for h, c := range d.certs {
-		t.Certs[h] = c
-	}
 	for name, a := range d.apps {
 		if a.rel == nil && len(a.insts) == 0 {
 			continue
@@ -447,13 +448,73 @@ func (d *Deployer) publishTable() {
 		}
 		sort.Slice(ra.Backends, func(i, j int) bool { return ra.Backends[i].ID < ra.Backends[j].ID })
 		t.Apps[name] = ra
-		t.Hosts[name+"."+strings.ToLower(d.cfg.Domain)] = name
-		for _, h := range a.info.Domains {
-			t.Hosts[strings.ToLower(h)] = name
+		custom[name] = a.info.Domains
+	}
+	var leftOut map[hostClaim]string
+	t.Hosts, leftOut = hostTable(d.cfg.Domain, custom)
+	for h, c := range d.certs {
+		// A certificate is served only for a host routed to the app that
+		// uploaded it, so a stale one (its domain removed, or routed
+		// elsewhere) never answers for another app's host.
+		if c.app == "" || t.Hosts[h] == c.app {
+			t.Certs[h] = c.cert
 		}
 	}
 	d.mu.Unlock()
+	for c, why := range leftOut {
+		if _, logged := d.leftOut[c]; !logged {
+			d.log.Warn("custom domain left out of the routing table; remove it (domains:remove)", "app", c.app, "hostname", c.host, "reason", why)
+		}
+	}
+	d.leftOut = leftOut
 	d.rt.SetTable(t)
+}
+
+// hostClaim is an app's claim to a custom domain.
+type hostClaim struct{ host, app string }
+
+// hostTable maps hostnames to apps, given the global domain and every
+// routed app's custom domains. An app's default name APP.<domain> always
+// goes to APP. Custom domains equal to or under the global domain are left
+// out, whoever claims them: platform refuses them, and rows written before
+// it did (or past it) must not hand one tenant another's default hostname
+// or names under it. A custom domain that two apps claim (stale domains
+// between refreshes; the database keeps hostnames unique) goes to the first
+// app by name, so it cannot flip between apps from one build to the next.
+// leftOut says why each claim that lost was left out.
+func hostTable(domain string, custom map[string][]string) (hosts map[string]string, leftOut map[hostClaim]string) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	names := make([]string, 0, len(custom))
+	for name := range custom {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	hosts = make(map[string]string, len(names))
+	leftOut = map[hostClaim]string{}
+	for _, name := range names {
+		hosts[name+"."+domain] = name
+	}
+	for _, name := range names {
+		for _, h := range custom[name] {
+			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			switch owner, taken := hosts[h]; {
+			case h == domain || strings.HasSuffix(h, "."+domain):
+				leftOut[hostClaim{h, name}] = "it is the global domain or under it, where apps have their default hostnames"
+			case taken && owner != name:
+				leftOut[hostClaim{h, name}] = "app " + owner + " has it"
+			default:
+				hosts[h] = name
+			}
+		}
+	}
+	return hosts, leftOut
+}
+
+// appCert is an uploaded certificate and the app it belongs to ("" for
+// none).
+type appCert struct {
+	app  string
+	cert *tls.Certificate
 }
 
 // loadCerts reads the uploaded certificates from platform; a pair that no
@@ -463,14 +524,14 @@ func (d *Deployer) loadCerts(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load certificates: %w", err)
 	}
-	m := make(map[string]*tls.Certificate, len(certs))
+	m := make(map[string]appCert, len(certs))
 	for _, c := range certs {
 		pair, err := tls.X509KeyPair([]byte(c.CertPEM), []byte(c.KeyPEM))
 		if err != nil {
 			d.log.Warn("certificate does not load; leaving it out", "hostname", c.Hostname, "app", c.App, "err", err)
 			continue
 		}
-		m[strings.ToLower(c.Hostname)] = &pair
+		m[strings.ToLower(c.Hostname)] = appCert{app: c.App, cert: &pair}
 	}
 	d.mu.Lock()
 	d.certs = m

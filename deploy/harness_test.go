@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/berthhq/berth/builder"
 	"github.com/berthhq/berth/engine"
@@ -38,6 +39,7 @@ type env struct {
 	base   *builder.Image
 	rt     *router.Router
 	rtAddr string
+	pool   *pgxpool.Pool // the test's database, for rows written past platform
 	svc    *platform.Service
 	d      *Deployer
 	cfg    Config
@@ -61,7 +63,8 @@ func newEnv(t testing.TB, tweak func(*Config)) *env {
 		t.Fatalf("create busybox base: %v", err)
 	}
 	e.rt, e.rtAddr = stacktest.ServeRouter(t)
-	e.svc = platform.New(pgtest.New(t), nil)
+	e.pool = pgtest.New(t)
+	e.svc = platform.NewWithConfig(e.pool, platform.Config{Domain: e.domain}, nil)
 	e.cfg = Config{
 		DataDir:         filepath.Join(e.dir, "data"),
 		Domain:          e.domain,

@@ -98,3 +98,61 @@ func TestParseLogName(t *testing.T) {
 		})
 	}
 }
+
+func TestHostTable(t *testing.T) {
+	tests := []struct {
+		name        string
+		domain      string
+		custom      map[string][]string
+		want        map[string]string
+		wantLeftOut []hostClaim
+	}{
+		{
+			name:   "default names and custom domains",
+			domain: "x.test",
+			custom: map[string][]string{"shop": {"www.shop.example", "Shop.Example."}, "blog": nil},
+			want:   map[string]string{"shop.x.test": "shop", "blog.x.test": "blog", "www.shop.example": "shop", "shop.example": "shop"},
+		},
+		{
+			name:        "a default name beats another app's claim",
+			domain:      "X.Test",
+			custom:      map[string][]string{"victim": nil, "evil": {"victim.x.test"}},
+			want:        map[string]string{"victim.x.test": "victim", "evil.x.test": "evil"},
+			wantLeftOut: []hostClaim{{"victim.x.test", "evil"}},
+		},
+		{
+			name:        "names under the global domain are left out",
+			domain:      "x.test",
+			custom:      map[string][]string{"victim": nil, "evil": {"a.victim.x.test", "x.test", "later.x.test", "evil.x.test"}},
+			want:        map[string]string{"victim.x.test": "victim", "evil.x.test": "evil"},
+			wantLeftOut: []hostClaim{{"a.victim.x.test", "evil"}, {"x.test", "evil"}, {"later.x.test", "evil"}, {"evil.x.test", "evil"}},
+		},
+		{
+			name:        "a custom domain claimed twice goes to the first app by name",
+			domain:      "x.test",
+			custom:      map[string][]string{"b": {"shared.example"}, "a": {"shared.example"}, "c": {"SHARED.example"}},
+			want:        map[string]string{"a.x.test": "a", "b.x.test": "b", "c.x.test": "c", "shared.example": "a"},
+			wantLeftOut: []hostClaim{{"shared.example", "b"}, {"shared.example", "c"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The apps come from a map: build often so that every
+			// iteration order is likely to have been tried.
+			for range 100 {
+				hosts, leftOut := hostTable(tt.domain, tt.custom)
+				if !reflect.DeepEqual(hosts, tt.want) {
+					t.Fatalf("hosts = %v, want %v", hosts, tt.want)
+				}
+				if len(leftOut) != len(tt.wantLeftOut) {
+					t.Fatalf("left out %v, want %v", leftOut, tt.wantLeftOut)
+				}
+				for _, c := range tt.wantLeftOut {
+					if leftOut[c] == "" {
+						t.Fatalf("left out %v, want %v", leftOut, tt.wantLeftOut)
+					}
+				}
+			}
+		})
+	}
+}
