@@ -60,12 +60,26 @@ func (s *Server) rolloutIfDeployed(ctx context.Context, rel platform.Release, ou
 	return nil
 }
 
+// lockApp takes the lock of an app the actor may see, keyed on its stored
+// name. The app is looked up first, so a name from a URL that is no app,
+// or one the actor may not see, takes no lock at all.
+func (s *Server) lockApp(ctx context.Context, actor platform.Actor, app string) (platform.App, func(), error) {
+	a, err := s.svc.App(ctx, actor, app)
+	if err != nil {
+		return platform.App{}, nil, err
+	}
+	return a, s.locks.lock(a.Name), nil
+}
+
 func (s *Server) setConfig(ctx context.Context, actor platform.Actor, app string, vars map[string]string) (platform.Release, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(app)
+	a, unlock, err := s.lockApp(ctx, actor, app)
+	if err != nil {
+		return platform.Release{}, err
+	}
 	defer unlock()
-	rel, err := s.svc.SetConfig(ctx, actor, app, vars)
+	rel, err := s.svc.SetConfig(ctx, actor, a.Name, vars)
 	if err != nil {
 		return platform.Release{}, err
 	}
@@ -75,9 +89,12 @@ func (s *Server) setConfig(ctx context.Context, actor platform.Actor, app string
 func (s *Server) unsetConfig(ctx context.Context, actor platform.Actor, app string, keys []string) (platform.Release, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(app)
+	a, unlock, err := s.lockApp(ctx, actor, app)
+	if err != nil {
+		return platform.Release{}, err
+	}
 	defer unlock()
-	rel, err := s.svc.UnsetConfig(ctx, actor, app, keys)
+	rel, err := s.svc.UnsetConfig(ctx, actor, a.Name, keys)
 	if err != nil {
 		return platform.Release{}, err
 	}
@@ -87,14 +104,17 @@ func (s *Server) unsetConfig(ctx context.Context, actor platform.Actor, app stri
 func (s *Server) scale(ctx context.Context, actor platform.Actor, app string, q map[string]int) ([]platform.Process, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(app)
-	defer unlock()
-	procs, err := s.svc.Scale(ctx, actor, app, q)
+	a, unlock, err := s.lockApp(ctx, actor, app)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.deploy.Converge(ctx, app, &lockedBuffer{}); err != nil && !errors.Is(err, deploy.ErrNoRelease) {
-		return procs, fmt.Errorf("scale %s: %w", app, err)
+	defer unlock()
+	procs, err := s.svc.Scale(ctx, actor, a.Name, q)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.deploy.Converge(ctx, a.Name, &lockedBuffer{}); err != nil && !errors.Is(err, deploy.ErrNoRelease) {
+		return procs, fmt.Errorf("scale %s: %w", a.Name, err)
 	}
 	return procs, nil
 }
@@ -102,9 +122,12 @@ func (s *Server) scale(ctx context.Context, actor platform.Actor, app string, q 
 func (s *Server) rollback(ctx context.Context, actor platform.Actor, app string, v int) (platform.Release, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(app)
+	a, unlock, err := s.lockApp(ctx, actor, app)
+	if err != nil {
+		return platform.Release{}, err
+	}
 	defer unlock()
-	rel, err := s.svc.Rollback(ctx, actor, app, v)
+	rel, err := s.svc.Rollback(ctx, actor, a.Name, v)
 	if err != nil {
 		return platform.Release{}, err
 	}
@@ -113,32 +136,31 @@ func (s *Server) rollback(ctx context.Context, actor platform.Actor, app string,
 
 // psAction runs restart, stop or start for an app the actor may see.
 func (s *Server) psAction(ctx context.Context, actor platform.Actor, app, action, processType string) error {
-	if _, err := s.svc.App(ctx, actor, app); err != nil {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	a, unlock, err := s.lockApp(ctx, actor, app)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if processType != "" {
 		if err := platform.ValidateProcessType(processType); err != nil {
 			return err
 		}
 	}
-	ctx, cancel := opContext(ctx)
-	defer cancel()
-	unlock := s.locks.lock(app)
-	defer unlock()
 	out := &lockedBuffer{}
-	var err error
 	switch action {
 	case "restart":
-		err = s.deploy.Restart(ctx, app, processType, out)
+		err = s.deploy.Restart(ctx, a.Name, processType, out)
 	case "stop":
-		err = s.deploy.StopApp(ctx, app, out)
+		err = s.deploy.StopApp(ctx, a.Name, out)
 	case "start":
-		err = s.deploy.StartApp(ctx, app, out)
+		err = s.deploy.StartApp(ctx, a.Name, out)
 	default:
 		return fmt.Errorf("unknown action %q: %w", action, platform.ErrInvalid)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", action, app, err)
+		return fmt.Errorf("%s %s: %w", action, a.Name, err)
 	}
 	return nil
 }
@@ -155,7 +177,7 @@ func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) 
 	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(app)
+	unlock := s.locks.lock(a.Name)
 	defer unlock()
 	if err := s.deploy.Destroy(ctx, a.Name); err != nil {
 		return fmt.Errorf("stop %s's containers: %w", a.Name, err)

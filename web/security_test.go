@@ -175,6 +175,47 @@ func TestDashboardSecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("apps one may not see take no lock", func(t *testing.T) {
+		bob := e.client()
+		bob.login("bob")
+		bobActor, err := e.svc.ActorForUser(ctx, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, err := e.svc.CreateAPIToken(ctx, bobActor, "locks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Names from the URL that are no app (one of 4 KB), and alice's
+		// app, which bob may not see.
+		for _, app := range []string{strings.Repeat("a", 4096), "no-such-app", "Alice-App", "alice-app"} {
+			for _, action := range []string{"/config", "/config/unset", "/scale", "/restart", "/stop", "/start", "/releases/v1/rollback", "/destroy"} {
+				status, _, _ := bob.submit("/apps", "/apps/"+url.PathEscape(app)+action, url.Values{"key": {"X"}, "value": {"1"},
+					"type": {"web"}, "quantity": {"1"}, "confirm": {app}})
+				if status != http.StatusNotFound {
+					t.Errorf("bob POST %s on %.20q: %d, want 404", action, app, status)
+				}
+			}
+			for _, call := range []struct{ method, path, body string }{
+				{method: "PATCH", path: "/config", body: `{"X":"1"}`},
+				{method: "PATCH", path: "/formation", body: `{"web":1}`},
+				{method: "POST", path: "/restart", body: `{}`},
+				{method: "POST", path: "/rollback", body: `{"version":1}`},
+				{method: "DELETE", path: ""},
+			} {
+				if status, _, body := e.api(token, call.method, "/apps/"+url.PathEscape(app)+call.path, call.body); status != http.StatusNotFound {
+					t.Errorf("bob API %s %s on %.20q: %d %s, want 404", call.method, call.path, app, status, body)
+				}
+			}
+		}
+		e.srv.locks.mu.Lock()
+		n := len(e.srv.locks.m)
+		e.srv.locks.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d app lock(s) left behind", n)
+		}
+	})
+
 	t.Run("script in a config value is text", func(t *testing.T) {
 		const evil = `<script>document.title="pwned"</script><img src=x onerror=alert(1)>`
 		if _, err := e.svc.SetConfig(ctx, alice, "alice-app", map[string]string{"EVIL": evil}); err != nil {

@@ -143,7 +143,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		deploy:    deps.Deployer,
 		pages:     pages,
 		logins:    newLoginLimiter(cfg.LoginFreeAttempts, cfg.LoginBackoff, cfg.LoginBackoffMax),
-		locks:     &appLocks{m: map[string]*sync.Mutex{}},
+		locks:     &appLocks{m: map[string]*appLock{}},
 		destroyed: deps.AppDestroyed,
 		csrfKey:   key,
 	}
@@ -202,19 +202,36 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 
 // appLocks serialises this server's changes of one app (config, scale,
 // rollback, restart), so a release is never rolled out after a newer one.
+// An entry lives only while someone holds or waits for it, so the map
+// holds no more apps than there are operations in flight.
 type appLocks struct {
 	mu sync.Mutex
-	m  map[string]*sync.Mutex
+	m  map[string]*appLock
 }
 
+type appLock struct {
+	sync.Mutex
+	refs int // holders and waiters; guarded by appLocks.mu
+}
+
+// lock takes app's lock and returns its release, which must be called
+// once.
 func (l *appLocks) lock(app string) func() {
 	l.mu.Lock()
 	m, ok := l.m[app]
 	if !ok {
-		m = &sync.Mutex{}
+		m = &appLock{}
 		l.m[app] = m
 	}
+	m.refs++
 	l.mu.Unlock()
 	m.Lock()
-	return m.Unlock
+	return func() {
+		m.Unlock()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if m.refs--; m.refs == 0 {
+			delete(l.m, app)
+		}
+	}
 }
