@@ -702,6 +702,85 @@ func TestAddDomainRefusesGlobalDomain(t *testing.T) {
 	}
 }
 
+// TestSetPasswordEndsSessions: a password change ends the user's other web
+// sessions, so a stolen session cookie dies with the old password.
+func TestSetPasswordEndsSessions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	session := func(actor platform.Actor) string {
+		t.Helper()
+		tok, err := e.svc.CreateSession(ctx, actor, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	live := func(tok string) bool {
+		t.Helper()
+		_, err := e.svc.ActorForSession(ctx, tok)
+		if err != nil && !errors.Is(err, platform.ErrBadCredentials) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	api, err := e.svc.CreateAPIToken(ctx, e.alice, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobs := session(e.bob)
+	tests := []struct {
+		name string
+		// change sets alice's password; keep is the session it passes on.
+		change   func(keep string) error
+		keepsOne bool
+	}{
+		{name: "her own change", change: func(string) error {
+			return e.svc.SetPassword(ctx, e.alice, "alice", "correct horse")
+		}},
+		{name: "an admin's change", change: func(string) error {
+			return e.svc.SetPassword(ctx, e.admin, "alice", "battery staple")
+		}},
+		{name: "her own change, keeping the session making it", keepsOne: true, change: func(keep string) error {
+			return e.svc.SetPasswordKeepSession(ctx, e.alice, "alice", "staple battery", keep)
+		}},
+		{name: "another user's session keeps none of hers", change: func(string) error {
+			return e.svc.SetPasswordKeepSession(ctx, e.admin, "alice", "horse correct", bobs)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			current, stolen := session(e.alice), session(e.alice)
+			if !live(current) || !live(stolen) {
+				t.Fatal("new sessions do not work")
+			}
+			if err := tt.change(current); err != nil {
+				t.Fatal(err)
+			}
+			if live(stolen) {
+				t.Fatal("an old session still works after the password change")
+			}
+			if live(current) != tt.keepsOne {
+				t.Fatalf("session making the change live = %v, want %v", live(current), tt.keepsOne)
+			}
+			if !live(bobs) {
+				t.Fatal("another user's session ended")
+			}
+			if a, err := e.svc.ActorForAPIToken(ctx, api); err != nil || a.Name != "alice" {
+				t.Fatalf("API token after the password change: %v, %v", a, err)
+			}
+		})
+	}
+	// A refused change ends nothing.
+	tok := session(e.alice)
+	wantErr(t, e.svc.SetPassword(ctx, e.bob, "alice", "correct horse"), platform.ErrForbidden)
+	wantErr(t, e.svc.SetPassword(ctx, e.alice, "alice", "short"), platform.ErrInvalid)
+	wantErr(t, e.svc.SetPassword(ctx, e.admin, "nobody", "correct horse"), platform.ErrNotFound)
+	if !live(tok) {
+		t.Fatal("a refused password change ended a session")
+	}
+}
+
 func newKey(t *testing.T, comment string) (line, fingerprint string) {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)

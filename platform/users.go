@@ -168,9 +168,25 @@ func (s *Service) DeleteUser(ctx context.Context, actor Actor, name string) erro
 // MinPasswordLen is the shortest web password.
 const MinPasswordLen = 8
 
-// SetPassword sets a user's web password (stored as a bcrypt hash). Users
-// may set their own; admins anyone's.
+// SetPassword sets a user's web password (stored as a bcrypt hash) and
+// ends every web session of theirs, so a session cookie stolen before the
+// change stops working with it. Users may set their own; admins anyone's.
+// API tokens stay valid: the user lists and revokes them with APITokens
+// and DeleteAPIToken. A user changing their own password in a web session
+// uses SetPasswordKeepSession, which keeps that session.
 func (s *Service) SetPassword(ctx context.Context, actor Actor, name, password string) error {
+	return s.setPassword(ctx, actor, name, password, "")
+}
+
+// SetPasswordKeepSession is SetPassword that keeps one web session of the
+// user's, the one whose token is keepSession (the session making the
+// change), and ends all their others. A token that is not one of the
+// user's sessions keeps nothing.
+func (s *Service) SetPasswordKeepSession(ctx context.Context, actor Actor, name, password, keepSession string) error {
+	return s.setPassword(ctx, actor, name, password, keepSession)
+}
+
+func (s *Service) setPassword(ctx context.Context, actor Actor, name, password, keepSession string) error {
 	if err := selfOrAdmin(actor, name, "set passwords"); err != nil {
 		return err
 	}
@@ -184,14 +200,31 @@ func (s *Service) SetPassword(ctx context.Context, actor Actor, name, password s
 	if err != nil {
 		return fmt.Errorf("hash password: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, `update users set password_hash = $2 where name = $1`, name, string(hash))
+	keep := "" // matches no stored hash: they are hex
+	if keepSession != "" {
+		keep = tokenHash(keepSession)
+	}
+	var ended int64
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `update users set password_hash = $2 where name = $1 returning id`, name, string(hash)).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("user", name, "see users:list")
+		}
+		if err != nil {
+			return fmt.Errorf("set password of %s: %w", name, err)
+		}
+		tag, err := tx.Exec(ctx, `delete from web_sessions where user_id = $1 and token_hash <> $2`, id, keep)
+		if err != nil {
+			return fmt.Errorf("end sessions of %s: %w", name, err)
+		}
+		ended = tag.RowsAffected()
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("set password of %s: %w", name, err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
-		return notFound("user", name, "see users:list")
-	}
-	s.log.Info("password set", "user", name, "by", actor.Name)
+	s.log.Info("password set", "user", name, "sessions_ended", ended, "by", actor.Name)
 	return nil
 }
 
