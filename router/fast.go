@@ -366,7 +366,7 @@ type fastReq struct {
 	closeAfter  bool
 	keepAlive   bool // HTTP/1.0 "Connection: keep-alive"
 	connUpgrade bool
-	connTokens  bool // Connection names other headers
+	conn        connNames // header names Connection lists
 	upgrade     []byte
 	expect      bool
 	xff         bool

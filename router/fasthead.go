@@ -95,6 +95,69 @@ func classify(name []byte) int {
 	return hdrOther
 }
 
+// Limits on a message's head. Header names a Connection header lists are
+// dropped with it, so every field is checked against that list: a bounded
+// list, parsed once per message, keeps the check linear in the head (an
+// unbounded one made a 60 KB head cost seconds of an event loop).
+const (
+	// maxConnTokens is how many names a message's Connection headers may
+	// list.
+	maxConnTokens = 16
+	// maxHeaderFields is how many header fields a request may carry.
+	maxHeaderFields = 100
+
+	pageTooManyFields    = "431 Request Header Fields Too Large: over 100 header fields\n"
+	pageTooManyConnNames = "400 Bad Request: Connection lists over 16 header names\n"
+)
+
+// connNames is the set of header names a message's Connection headers
+// list, besides close, keep-alive and upgrade; its slices point into the
+// head.
+type connNames struct {
+	n     int
+	names [maxConnTokens][]byte
+}
+
+// add records a name; false means the list is over maxConnTokens.
+func (s *connNames) add(name []byte) bool {
+	if s.n == len(s.names) {
+		return false
+	}
+	s.names[s.n] = name
+	s.n++
+	return true
+}
+
+// has reports whether the set holds name, compared without case.
+func (s *connNames) has(name []byte) bool {
+	for _, t := range s.names[:s.n] {
+		if asciiEqualFold(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold compares two ASCII names without case.
+func asciiEqualFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // eqFold compares an ASCII name with a lower-case constant.
 func eqFold(b []byte, lower string) bool {
 	if len(b) != len(lower) {
@@ -189,13 +252,16 @@ func parseRequestHead(rq *fastReq) (int, string) {
 	}
 	rq.length = -1
 	hosts := 0
-	for off := rq.fields; ; {
+	for off, fields := rq.fields, 0; ; fields++ {
 		_, name, value, next, ok, bad := nextField(head, off)
 		if bad {
 			return http.StatusBadRequest, "400 Bad Request: malformed header line\n"
 		}
 		if !ok {
 			break
+		}
+		if fields == maxHeaderFields {
+			return http.StatusRequestHeaderFieldsTooLarge, pageTooManyFields
 		}
 		off = next
 		switch classify(name) {
@@ -224,7 +290,9 @@ func parseRequestHead(rq *fastReq) (int, string) {
 				case eqFold(t, "upgrade"):
 					rq.connUpgrade = true
 				case len(t) > 0:
-					rq.connTokens = true
+					if !rq.conn.add(t) {
+						return http.StatusBadRequest, pageTooManyConnNames
+					}
 				}
 			}
 		case hdrUpgrade:
@@ -265,26 +333,6 @@ func parseRequestHead(rq *fastReq) (int, string) {
 	return 0, ""
 }
 
-// connectionNames reports whether a Connection header of the request names
-// the header called name.
-func connectionNames(rq *fastReq, name []byte) bool {
-	for off := rq.fields; ; {
-		_, n, v, next, ok, _ := nextField(rq.head, off)
-		if !ok {
-			return false
-		}
-		off = next
-		if classify(n) != hdrConnection {
-			continue
-		}
-		for t := range bytes.SplitSeq(v, []byte{','}) {
-			if bytes.EqualFold(bytes.TrimSpace(t), name) {
-				return true
-			}
-		}
-	}
-}
-
 // writeUpstreamHead writes the request head to the backend.
 func writeUpstreamHead(bw *bufio.Writer, rq *fastReq, ip string, id []byte) {
 	bw.Write(rq.method)
@@ -299,7 +347,7 @@ func writeUpstreamHead(bw *bufio.Writer, rq *fastReq, ip string, id []byte) {
 			break
 		}
 		off = next
-		if classify(name) != hdrOther || (rq.connTokens && connectionNames(rq, name)) {
+		if classify(name) != hdrOther || rq.conn.has(name) {
 			continue
 		}
 		bw.Write(line)
@@ -387,7 +435,9 @@ func scanResponseHead(head []byte, rh *respHead) error {
 				case eqFold(t, "keep-alive"):
 					rh.keepAlive = true
 				case len(t) > 0 && !eqFold(t, "upgrade"):
-					rh.connTokens = true
+					if !rh.conn.add(t) {
+						return fmt.Errorf("parse connection header: over %d names: %w", maxConnTokens, ErrBadUpstreamResponse)
+					}
 				}
 			}
 		case hdrUpgrade:
@@ -430,7 +480,7 @@ func writeClientHead(bw *bufio.Writer, head []byte, rh *respHead, mode int, clos
 		off = next
 		switch classify(name) {
 		case hdrOther, hdrRequestID, hdrXFF, hdrXForwarded, hdrHost, hdrExpect:
-			if rh.connTokens && responseConnectionNames(head, rh, name) {
+			if rh.conn.has(name) {
 				continue
 			}
 		case hdrTrailer:
@@ -454,10 +504,6 @@ func writeClientHead(bw *bufio.Writer, head []byte, rh *respHead, mode int, clos
 	if closeConn {
 		bw.WriteString("Connection: close\r\n")
 	}
-}
-
-func responseConnectionNames(head []byte, rh *respHead, name []byte) bool {
-	return connectionNames(&fastReq{head: head, fields: rh.fields}, name)
 }
 
 // lookupBytes finds the route for a lower-cased host without allocating.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,9 +42,18 @@ func writeRequest(bw *bufio.Writer, req *http.Request, id, upgrade string, bufs 
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
 
-	connHdr := req.Header["Connection"]
+	// The names Connection lists, parsed once (checkRequest bounds them).
+	var connArr [maxConnTokens]string
+	conn := connArr[:0]
+	for _, v := range req.Header["Connection"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); isConnName(t) && len(conn) < len(connArr) {
+				conn = append(conn, t)
+			}
+		}
+	}
 	for k, vv := range req.Header {
-		if skipRequestHeader(k) || (len(connHdr) > 0 && headerHasToken(connHdr, k)) {
+		if skipRequestHeader(k) || slices.ContainsFunc(conn, func(t string) bool { return strings.EqualFold(t, k) }) {
 			continue
 		}
 		for _, v := range vv {
@@ -241,10 +251,10 @@ type respHead struct {
 	upgrade   string
 	trailer   bool // a chunked response announcing trailers
 	// For the fast path: the status code and reason, the offset of the
-	// first header line, and whether Connection names other headers.
+	// first header line, and the header names Connection lists.
 	statusLine []byte
 	fields     int
-	connTokens bool
+	conn       connNames
 }
 
 // parseHead parses a response head into h (the client's response headers)

@@ -44,7 +44,12 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	e.host = normalizeHost(req.Host)
 	abort := false
 
+	if status, msg := checkRequest(req); status != 0 {
+		e.status = status
+		e.bytes = rt.page(w, status, msg)
+	}
 	switch {
+	case e.status != http.StatusOK:
 	case rt.acmeHTTP != nil && req.TLS == nil && strings.HasPrefix(req.URL.Path, acmeChallengePrefix):
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		rt.acmeHTTP.ServeHTTP(sw, req)
@@ -72,6 +77,37 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// client connection so the client sees an incomplete response.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// checkRequest holds a request net/http parsed to the limits the plain
+// front ends apply to a head (parseRequestHead); it returns the status and
+// page of a refusal, or 0.
+func checkRequest(req *http.Request) (int, string) {
+	names := 0
+	for _, v := range req.Header["Connection"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if isConnName(strings.TrimSpace(t)) {
+				names++
+			}
+		}
+	}
+	if names > maxConnTokens {
+		return http.StatusBadRequest, pageTooManyConnNames
+	}
+	fields := 0
+	for _, vv := range req.Header {
+		fields += len(vv)
+	}
+	if fields > maxHeaderFields {
+		return http.StatusRequestHeaderFieldsTooLarge, pageTooManyFields
+	}
+	return 0, ""
+}
+
+// isConnName reports whether a Connection token names a header to drop,
+// rather than being empty or one of the options close, keep-alive, upgrade.
+func isConnName(t string) bool {
+	return t != "" && !strings.EqualFold(t, "close") && !strings.EqualFold(t, "keep-alive") && !strings.EqualFold(t, "upgrade")
 }
 
 // page writes one of the router's own plain-text error pages.
