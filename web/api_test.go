@@ -3,8 +3,6 @@ package web
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/berthhq/berth/platform"
 )
@@ -129,15 +125,7 @@ func TestAPI(t *testing.T) {
 	}
 	deployID := fmt.Sprint(deploys[0].ID)
 
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " ann@laptop"
+	keyLine := sshKeyLine(t) + " ann@laptop"
 	keyJSON, _ := json.Marshal(map[string]string{"public_key": keyLine, "name": "laptop"})
 	keyForAnnJSON, _ := json.Marshal(map[string]string{"public_key": keyLine, "user": "ann"})
 	var newToken string

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -27,8 +28,9 @@ const (
 	csrfField     = "_csrf"
 	csrfHeader    = "X-CSRF-Token"
 
-	keyActor = "berth.actor"
-	keyCSRF  = "berth.csrf"
+	keyActor   = "berth.actor"
+	keyCSRF    = "berth.csrf"
+	keySession = "berth.session" // the session token of a signed-in request
 )
 
 // setCookie sets an HttpOnly cookie for the whole site; maxAge < 0 deletes.
@@ -45,64 +47,120 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// csrfToken returns the CSRF token this browser's forms carry: an HMAC of
-// a random per-browser cookie, issued here when missing. A page from
-// another site can neither read the cookie nor compute the token.
+// csrfToken returns the CSRF token of this request's forms (see
+// expectedCSRF), issuing the pre-session cookie when a signed-out
+// browser has none.
 func (s *Server) csrfToken(c echo.Context) string {
 	if v, ok := c.Get(keyCSRF).(string); ok {
 		return v
 	}
-	seed := ""
-	if ck, err := c.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
-		seed = ck.Value
-	} else {
-		seed = randomToken()
+	tok, ok := s.expectedCSRF(c)
+	if !ok {
+		seed := randomToken()
 		// Lax, not Strict: a Strict cookie is not sent when the user
 		// arrives from a link elsewhere, and a new seed would break the
-		// forms of their other open tabs. The token itself is the guard.
+		// login forms of their other open tabs.
 		s.setCookie(c, csrfCookie, seed, 0, http.SameSiteLaxMode)
-		// Later reads in this request see the new seed.
-		c.Request().AddCookie(&http.Cookie{Name: csrfCookie, Value: seed})
+		tok = s.csrfFor("login", seed)
 	}
-	tok := s.csrfFor(seed)
 	c.Set(keyCSRF, tok)
 	return tok
 }
 
-func (s *Server) csrfFor(seed string) string {
+// expectedCSRF returns the token a form posted in this request must
+// carry. For a signed-in user it is an HMAC of the session token's hash:
+// good for that session only, and dead with it. Before sign-in (the login
+// form) it is an HMAC of a random pre-session cookie, which signing in
+// drops. A cookie the browser sends proves nothing on its own: an app at
+// APP.<Domain> is the same site and can set one for the dashboard, and
+// anyone can fetch a cookie and its token from the login page. Hence no
+// cookie alone ever makes a token good for a session.
+func (s *Server) expectedCSRF(c echo.Context) (string, bool) {
+	if session, ok := c.Get(keySession).(string); ok {
+		sum := sha256.Sum256([]byte(session))
+		return s.csrfFor("session", hex.EncodeToString(sum[:])), true
+	}
+	if ck, err := c.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+		return s.csrfFor("login", ck.Value), true
+	}
+	return "", false
+}
+
+// csrfFor is the token for a seed of a kind ("session" or "login"); the
+// kind keeps one kind's seed from ever passing for the other's.
+func (s *Server) csrfFor(kind, seed string) string {
 	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
 	m.Write([]byte(seed))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// checkCSRF refuses state-changing requests whose form field _csrf (or
-// header X-CSRF-Token) is not this browser's token.
+// checkCSRF refuses state-changing requests that come from another
+// origin (sameOrigin) or whose form field _csrf (or header X-CSRF-Token)
+// is not the token of this session, or before sign-in of this browser.
+// Group it after requireSession, which names the session.
 func (s *Server) checkCSRF(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		switch c.Request().Method {
+		r := c.Request()
+		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
 			return next(c)
 		}
-		ck, err := c.Cookie(csrfCookie)
-		if err != nil || len(ck.Value) < 32 {
+		if !s.sameOrigin(r) {
+			s.log.Info("refused a cross-origin request", "method", r.Method, "path", r.URL.Path,
+				"sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "origin", r.Header.Get("Origin"), "ip", c.RealIP())
+			return ErrCrossOrigin
+		}
+		want, ok := s.expectedCSRF(c)
+		if !ok {
 			return ErrCSRF
 		}
-		got := c.Request().Header.Get(csrfHeader)
+		got := r.Header.Get(csrfHeader)
 		if got == "" {
 			got = c.FormValue(csrfField)
 		}
-		if got == "" || !hmac.Equal([]byte(got), []byte(s.csrfFor(ck.Value))) {
+		if got == "" || !hmac.Equal([]byte(got), []byte(want)) {
 			return ErrCSRF
 		}
 		return next(c)
 	}
 }
 
+// sameOrigin reports whether a request comes from the dashboard's own
+// pages. Browsers say so in Sec-Fetch-Site, which must then be
+// same-origin: same-site is not enough, since apps are served on
+// subdomains of the same site. Where it is missing (older browsers, plain
+// http to a name other than localhost) the Origin header, or failing
+// that the Referer, must name this host, over https when the dashboard
+// is served so. A request with none of them is no browser's cross-site
+// form or fetch (they send Origin); the CSRF token still guards it.
+func (s *Server) sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return true
+	}
+	u, err := url.Parse(from)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return false // also Origin: null, from sandboxes and cross-origin redirects
+	}
+	if r.TLS != nil || s.cfg.Secure {
+		return u.Scheme == "https"
+	}
+	return u.Scheme == "http" || u.Scheme == "https"
+}
+
 // requireSession lets signed-in users through and sends everyone else to
 // the sign-in page.
 func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		actor, ok := s.sessionActor(c)
+		actor, session, ok := s.sessionActor(c)
 		if !ok {
 			target := "/login"
 			if c.Request().Method == http.MethodGet {
@@ -111,15 +169,17 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 			return c.Redirect(http.StatusSeeOther, target)
 		}
 		c.Set(keyActor, actor)
+		c.Set(keySession, session)
 		return next(c)
 	}
 }
 
-// sessionActor returns the user of the request's session cookie.
-func (s *Server) sessionActor(c echo.Context) (platform.Actor, bool) {
+// sessionActor returns the user and the token of the request's session
+// cookie.
+func (s *Server) sessionActor(c echo.Context) (platform.Actor, string, bool) {
 	ck, err := c.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" {
-		return platform.Actor{}, false
+		return platform.Actor{}, "", false
 	}
 	actor, err := s.svc.ActorForSession(c.Request().Context(), ck.Value)
 	if err != nil {
@@ -127,9 +187,9 @@ func (s *Server) sessionActor(c echo.Context) (platform.Actor, bool) {
 			s.log.Error("look up session", "err", err)
 		}
 		s.setCookie(c, sessionCookie, "", -1, http.SameSiteLaxMode)
-		return platform.Actor{}, false
+		return platform.Actor{}, "", false
 	}
-	return actor, true
+	return actor, ck.Value, true
 }
 
 func actorOf(c echo.Context) platform.Actor {
@@ -144,7 +204,7 @@ type loginData struct {
 }
 
 func (s *Server) loginPage(c echo.Context) error {
-	if _, ok := s.sessionActor(c); ok {
+	if _, _, ok := s.sessionActor(c); ok {
 		return c.Redirect(http.StatusSeeOther, "/apps")
 	}
 	return s.render(c, http.StatusOK, "login", &page{Title: "Sign in", Data: loginData{Next: safeNext(c.QueryParam("next"))}})
@@ -197,6 +257,10 @@ func (s *Server) login(c echo.Context) error {
 		return err
 	}
 	s.setCookie(c, sessionCookie, token, int(s.cfg.SessionTTL.Seconds()), http.SameSiteLaxMode)
+	// The session's forms carry tokens of the session from now on; the
+	// pre-session seed goes, so a login-page pair someone else fetched or
+	// planted is good for nothing.
+	s.setCookie(c, csrfCookie, "", -1, http.SameSiteLaxMode)
 	s.log.Info("signed in", "user", actor.Name, "ip", c.RealIP())
 	return c.Redirect(http.StatusSeeOther, data.Next)
 }

@@ -3,6 +3,10 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,7 +77,8 @@ type browser struct {
 
 // newBrowser starts a headless Chromium with a fresh profile that does not
 // try to reach the internet; cleanup closes it and removes the profile.
-func newBrowser(t *testing.T, base string) *browser {
+// extra adds command-line options.
+func newBrowser(t *testing.T, base string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	profile := t.TempDir()
@@ -95,6 +100,7 @@ func newBrowser(t *testing.T, base string) *browser {
 		chromedp.Flag("metrics-recording-only", true),
 		chromedp.Flag("no-pings", true),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Cleanups run last-in first-out: the browser goes before its profile.
@@ -393,4 +399,87 @@ func TestBrowser(t *testing.T) {
 	b.waitFor("no session", `location.pathname === "/login"`)
 	b.checkConsole()
 	t.Logf("screenshots in %s", b.artifacts)
+}
+
+// TestBrowserCrossSite replays the review's attack in Chromium: an admin
+// signed in to the dashboard at dash.<Domain> visits a page of an app at
+// evil.<Domain>, the same site, which plants a CSRF cookie for the
+// dashboard with a token minted on its anonymous login page, and posts a
+// form that adds its SSH key to the admin's account. The session cookie
+// goes along (SameSite=Lax allows same-site posts); the post must be
+// refused and add nothing, while the dashboard's own form still works.
+func TestBrowserCrossSite(t *testing.T) {
+	chromiumPath(t)
+	e := newEnv(t, nil)
+	ada := e.user("ada", platform.RoleAdmin)
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dash := "http://dash." + e.domain + ":" + port
+
+	// The attacker's pair, from an anonymous GET /login.
+	attacker := e.client()
+	token := attacker.token("/login")
+	seed := attacker.cookie("/login", csrfCookie)
+	if seed == "" {
+		t.Fatal("the login page set no CSRF cookie")
+	}
+	planted := sshKeyLine(t)
+	evilPage := `<!doctype html><title>cute cats</title><body>
+<form id="f" method="post" action="` + dash + `/account/keys">
+<input type="hidden" name="_csrf" value="` + token + `">
+<input type="hidden" name="name" value="planted">
+<input type="hidden" name="key" value="` + planted + `">
+</form>
+<script>
+document.cookie = "` + csrfCookie + `=` + seed + `; Domain=` + e.domain + `; Path=/account";
+document.getElementById("f").submit();
+</script>`
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, evilPage)
+	}))
+	t.Cleanup(evil.Close)
+	_, evilPort, err := net.SplitHostPort(strings.TrimPrefix(evil.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Every name under the domain is this host, as DNS would have it.
+	b := newBrowser(t, dash, chromedp.Flag("host-resolver-rules", "MAP *."+e.domain+" 127.0.0.1"))
+	keys := func() []platform.Key {
+		t.Helper()
+		ks, err := e.svc.Keys(context.Background(), ada, "ada")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+
+	b.open("/login")
+	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#user"), "ada"), chromedp.SendKeys(chromedp.CSS("#password"), testPassword))
+	b.submit("#signin")
+	b.waitFor("the apps page", `location.pathname === "/apps"`)
+
+	b.do("visit the app's page", chromedp.Navigate("http://evil."+e.domain+":"+evilPort+"/"))
+	b.waitFor("the dashboard's answer", `location.host === `+js("dash."+e.domain+":"+port)+` && document.readyState === "complete"`)
+	b.shot("13-cross-site-refused")
+	if ks := keys(); len(ks) != 0 {
+		t.Fatalf("the page of another origin added key %q to the admin's account", ks[0].Name)
+	}
+	if text := b.eval(`document.body.innerText`); !strings.Contains(text, "another site") {
+		t.Errorf("the refusal does not say why:\n%s", text)
+	}
+
+	// The dashboard's own form, same origin, still adds a key.
+	b.open("/account")
+	b.do("fill the key", chromedp.SetValue(chromedp.CSS(`form[action="/account/keys"] input[name="name"]`), "laptop"),
+		chromedp.SetValue(chromedp.CSS(`form[action="/account/keys"] textarea[name="key"]`), sshKeyLine(t)))
+	b.submit(`form[action="/account/keys"] button`)
+	b.waitFor("the added key", `document.querySelector(".flash.ok").textContent.includes("Added key laptop")`)
+	if ks := keys(); len(ks) != 1 || ks[0].Name != "laptop" {
+		t.Errorf("keys after adding one on the account page: %v", ks)
+	}
+	b.checkConsole()
 }

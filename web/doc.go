@@ -6,7 +6,9 @@
 // internet. People sign in with a user name and password (platform's
 // bcrypt hashes); sessions live in Postgres and ride in an HttpOnly,
 // SameSite cookie (Secure over TLS). Every state-changing form carries a
-// CSRF token bound to a per-browser cookie, failed sign-ins back off per
+// CSRF token bound to the session (to a pre-session cookie on the login
+// form) and must come from the dashboard's own origin, not merely its
+// site: apps are served on its subdomains. Failed sign-ins back off per
 // user and per address, and a strict Content-Security-Policy allows only
 // berth's own script.
 //

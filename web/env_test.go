@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -13,9 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/berthhq/berth/builder"
 	"github.com/berthhq/berth/deploy"
@@ -236,6 +240,41 @@ func (c *client) post(path string, form url.Values) (int, string, string) {
 	return resp.StatusCode, resp.Header.Get("Location"), string(b)
 }
 
+// postHeader submits a form as is, with extra request headers.
+func (c *client) postHeader(path string, form url.Values, header http.Header) (int, string, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, c.e.url+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Location"), string(b)
+}
+
+// cookie returns the value of the client's cookie name for path, or "".
+func (c *client) cookie(path, name string) string {
+	c.t.Helper()
+	u, err := url.Parse(c.e.url + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
 var csrfRe = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
 
 // token fetches a page and returns the CSRF token in its forms.
@@ -266,4 +305,18 @@ func (c *client) login(user string) {
 	if status != http.StatusSeeOther || loc != "/apps" {
 		c.t.Fatalf("login as %s: %d %q\n%s", user, status, loc, body)
 	}
+}
+
+// sshKeyLine returns a new public key in authorized_keys form.
+func sshKeyLine(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
 }

@@ -13,6 +13,9 @@ var (
 	// ErrCSRF: a state-changing form or request came without the CSRF
 	// token of the page it was posted from.
 	ErrCSRF = errors.New("missing or wrong CSRF token: reload the page and try again")
+	// ErrCrossOrigin: a state-changing request came from a page of
+	// another origin (an app's, say), not from the dashboard.
+	ErrCrossOrigin = errors.New("request from another site refused: use the dashboard's own pages")
 	// ErrUnauthenticated: no session or API token, or an expired one.
 	ErrUnauthenticated = errors.New("sign in first: send Authorization: Bearer <API token> (create one on your account page)")
 	// ErrTooManyAttempts: sign-ins are backing off after failed attempts.
@@ -25,7 +28,7 @@ var (
 // doing (not logged) rather than the server's.
 func statusOf(err error) (int, bool) {
 	switch {
-	case errors.Is(err, ErrCSRF):
+	case errors.Is(err, ErrCSRF), errors.Is(err, ErrCrossOrigin):
 		return http.StatusForbidden, true
 	case errors.Is(err, ErrUnauthenticated), errors.Is(err, platform.ErrBadCredentials):
 		return http.StatusUnauthorized, true

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/berthhq/berth/internal/testenv"
-
 	"github.com/berthhq/berth/platform"
 )
 
@@ -213,6 +212,125 @@ func TestDashboardSecurity(t *testing.T) {
 		e.srv.locks.mu.Unlock()
 		if n != 0 {
 			t.Errorf("%d app lock(s) left behind", n)
+		}
+	})
+
+	t.Run("forms are bound to the session and its origin", func(t *testing.T) {
+		a := e.client()
+		a.login("alice")
+		keys := func() int {
+			t.Helper()
+			ks, err := e.svc.Keys(ctx, alice, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ks)
+		}
+		before := keys()
+		// toss plants cookies in alice's browser for /account only, as a
+		// page on another subdomain can (Domain=<Domain>, a more specific
+		// Path): the browser sends them first.
+		toss := func(cookies map[string]string) {
+			t.Helper()
+			u, _ := url.Parse(e.url + "/account")
+			for name, value := range cookies {
+				a.http.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/account"}})
+			}
+		}
+		planted := 0
+		refused := func(what string, form url.Values, header http.Header, want string) {
+			t.Helper()
+			planted++
+			form.Set("name", fmt.Sprintf("planted-%d", planted))
+			form.Set("key", sshKeyLine(t)) // new each time: a duplicate would be refused anyway
+			status, _, body := a.postHeader("/account/keys", form, header)
+			if status != http.StatusForbidden || !strings.Contains(body, want) {
+				t.Errorf("%s: %d, want 403 saying %q", what, status, want)
+			}
+			if n := keys(); n != before {
+				t.Errorf("%s: the key was added", what)
+				before = n
+			}
+		}
+
+		// An anonymous GET /login hands anyone a cookie and its token.
+		anon := e.client()
+		anonToken := anon.token("/login")
+		toss(map[string]string{csrfCookie: anon.cookie("/login", csrfCookie)})
+		refused("login-page pair", url.Values{"_csrf": {anonToken}}, nil, "CSRF")
+
+		// So does another session: bob's token, with whatever cookie
+		// his browser holds for it.
+		bob := e.client()
+		bob.login("bob")
+		bobToken := bob.token("/account")
+		if ck := bob.cookie("/account", csrfCookie); ck != "" {
+			toss(map[string]string{csrfCookie: ck})
+		}
+		refused("another session's pair", url.Values{"_csrf": {bobToken}}, nil, "CSRF")
+
+		// Signing in rotates: the login page's own token is no good
+		// for the session it started.
+		c := e.client()
+		loginToken := c.token("/login")
+		if status, loc, _ := c.post("/login", url.Values{"_csrf": {loginToken}, "user": {"alice"}, "password": {testPassword}}); status != http.StatusSeeOther || loc != "/apps" {
+			t.Fatalf("login: %d %q", status, loc)
+		}
+		if ck := c.cookie("/login", csrfCookie); ck != "" {
+			t.Error("the pre-session cookie outlived the sign-in")
+		}
+		if status, _, _ := c.post("/account/keys", url.Values{"_csrf": {loginToken}, "name": {"login-token"}, "key": {sshKeyLine(t)}}); status != http.StatusForbidden {
+			t.Errorf("the login page's token after sign-in: %d, want 403", status)
+		}
+		if n := keys(); n != before {
+			t.Error("the login page's token added a key")
+			before = n
+		}
+
+		// A good token from a page of another origin is refused too.
+		a = e.client()
+		a.login("alice")
+		tok := a.token("/account")
+		host := strings.TrimPrefix(e.url, "http://")
+		for _, tt := range []struct {
+			name   string
+			header http.Header
+		}{
+			{name: "cross-site origin", header: http.Header{"Origin": {"http://evil.example.com"}}},
+			{name: "same-site origin", header: http.Header{"Origin": {"http://evil." + e.domain}}},
+			{name: "same host, another port", header: http.Header{"Origin": {"http://127.0.0.1:1"}}},
+			{name: "null origin", header: http.Header{"Origin": {"null"}}},
+			{name: "sec-fetch-site same-site", header: http.Header{"Sec-Fetch-Site": {"same-site"}, "Origin": {e.url}}},
+			{name: "sec-fetch-site cross-site", header: http.Header{"Sec-Fetch-Site": {"cross-site"}}},
+			{name: "sec-fetch-site none", header: http.Header{"Sec-Fetch-Site": {"none"}}},
+			{name: "cross-site referer", header: http.Header{"Referer": {"http://evil." + e.domain + "/account"}}},
+		} {
+			refused(tt.name, url.Values{"_csrf": {tok}}, tt.header, "another site")
+		}
+		// Sign-in is guarded the same way: no signing a victim in to the
+		// attacker's account from another page.
+		l := e.client()
+		if status, _, _ := l.postHeader("/login", url.Values{"_csrf": {l.token("/login")}, "user": {"bob"}, "password": {testPassword}},
+			http.Header{"Origin": {"http://evil." + e.domain}}); status != http.StatusForbidden {
+			t.Errorf("login from another origin: %d, want 403", status)
+		}
+
+		// The dashboard's own pages, as browsers describe them, work.
+		for i, header := range []http.Header{
+			{"Sec-Fetch-Site": {"same-origin"}, "Origin": {e.url}},
+			{"Origin": {e.url}},
+			{"Origin": {"http://" + strings.ToUpper(host)}},
+			{"Referer": {e.url + "/account"}},
+			nil, // no browser: the token alone
+		} {
+			k := sshKeyLine(t)
+			status, loc, body := a.postHeader("/account/keys", url.Values{"_csrf": {tok}, "name": {fmt.Sprintf("own-%d", i)}, "key": {k}}, header)
+			if status != http.StatusSeeOther || loc != "/account" {
+				t.Errorf("own page %v: %d %q\n%s", header, status, loc, body)
+			}
+		}
+		if n := keys(); n != before+5 {
+			t.Errorf("%d keys after five good posts, want %d", n, before+5)
 		}
 	})
 

@@ -148,6 +148,7 @@ func TestStatusOf(t *testing.T) {
 		user   bool
 	}{
 		{name: "csrf", err: ErrCSRF, status: http.StatusForbidden, user: true},
+		{name: "cross origin", err: ErrCrossOrigin, status: http.StatusForbidden, user: true},
 		{name: "not found", err: &platform.NotFoundError{Kind: "app", Name: "x"}, status: http.StatusNotFound, user: true},
 		{name: "invalid", err: &platform.InvalidError{Field: "f", Reason: "r"}, status: http.StatusBadRequest, user: true},
 		{name: "exists", err: &platform.ExistsError{Kind: "app", Name: "x"}, status: http.StatusConflict, user: true},
