@@ -665,7 +665,9 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 	st.keep = keep
 
 	if noBody {
-		reusable = rh.keepAlive
+		// Bytes after a head without a body are the backend's fault: they
+		// would be the next request's response.
+		reusable = rh.keepAlive && pc.br.Buffered() == 0
 		if err := fc.bw.Flush(); err != nil {
 			st.status, st.keep = statusClientClosed, false
 		}
@@ -688,7 +690,7 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 		st.status, st.keep = statusClientClosed, false
 		return resDone
 	}
-	reusable = rh.keepAlive && (rh.chunked || rh.length >= 0)
+	reusable = rh.keepAlive && (rh.chunked || rh.length >= 0) && pc.br.Buffered() == 0
 	return resDone
 }
 
@@ -843,21 +845,27 @@ func (fc *fconn) copyResponseBody(ubr *bufio.Reader, rh *respHead, mode int) (n 
 			return n, er, nil
 		}
 	}
-	if mode != bodyChunked {
-		return n, nil, nil
+	if mode == bodyChunked {
+		bw.WriteString("0\r\n")
+		if !rh.chunked {
+			bw.WriteString("\r\n")
+			return n, nil, nil
+		}
 	}
-	bw.WriteString("0\r\n")
 	if !rh.chunked {
-		bw.WriteString("\r\n")
 		return n, nil, nil
 	}
-	// The backend's trailers, then the blank line.
+	// The backend's trailers, then the blank line: read whatever the
+	// client takes, or they would be left for the connection's next
+	// response. Passed on only in a chunked response.
 	for i := 0; ; i++ {
 		line, er := ubr.ReadSlice('\n')
 		if er != nil || i > 100 {
 			return n, fmt.Errorf("read trailers: %w", er), nil
 		}
-		bw.Write(line)
+		if mode == bodyChunked {
+			bw.Write(line)
+		}
 		if len(bytes.TrimRight(line, "\r\n")) == 0 {
 			return n, nil, nil
 		}

@@ -315,7 +315,9 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 		http.NewResponseController(w).Flush()
 	}
 	if noBody {
-		reusable = rh.keepAlive
+		// Bytes after a head without a body are the backend's fault: they
+		// would be the next request's response.
+		reusable = rh.keepAlive && pc.br.Buffered() == 0
 		return resDone, false
 	}
 
@@ -352,7 +354,7 @@ func (rt *Router) roundTrip(w http.ResponseWriter, req *http.Request, pc *pconn,
 		rt.debug("backend response cut short", "backend", pc.u.addr, "err", rerr)
 		return resDone, true
 	}
-	reusable = rh.keepAlive
+	reusable = rh.keepAlive && pc.br.Buffered() == 0
 	return resDone, false
 }
 

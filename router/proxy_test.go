@@ -455,34 +455,22 @@ func TestMalformedRequests(t *testing.T) {
 	}
 }
 
-// rawBackend answers every connection with a fixed response.
+// rawRouter is a router serving app.test from the backend at addr.
+func rawRouter(t *testing.T, addr string) *Router {
+	t.Helper()
+	rt := newRouter(t, Config{})
+	rt.SetTable(&Table{
+		Apps:  map[string]*App{"app": {Name: "app", Backends: []Backend{{ID: "raw", Addr: addr}}}},
+		Hosts: map[string]string{"app.test": "app"},
+	})
+	return rt
+}
+
+// rawBackend answers every connection with a fixed response, then closes
+// it.
 func rawBackend(t *testing.T, response string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, response)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
+	return scriptedBackend(t, false, func(*http.Request) []string { return []string{response} })
 }
 
 func TestMalformedResponses(t *testing.T) {
@@ -503,12 +491,7 @@ func TestMalformedResponses(t *testing.T) {
 		t.Run(fe.name, func(t *testing.T) {
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
-					rt := newRouter(t, Config{})
-					rt.SetTable(&Table{
-						Apps:  map[string]*App{"app": {Name: "app", Backends: []Backend{{ID: "raw", Addr: rawBackend(t, tc.resp)}}}},
-						Hosts: map[string]string{"app.test": "app"},
-					})
-					addr := fe.start(t, rt)
+					addr := fe.start(t, rawRouter(t, rawBackend(t, tc.resp)))
 					resp, body := get(t, newClient(t), addr, "app.test", "/")
 					if resp.StatusCode != tc.status || (tc.body != "" && body != tc.body) {
 						t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)

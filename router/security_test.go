@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -81,6 +82,105 @@ func TestHeadLimits(t *testing.T) {
 					resp, body := exchange(t, addr, tc.raw, http.MethodGet, 2*time.Second)
 					if resp.StatusCode != tc.status || (tc.status == 200 && body != tc.body) {
 						t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+					}
+				})
+			}
+		})
+	}
+}
+
+// scriptedBackend answers each request with what answer returns, parts
+// written apart, 50ms between them; it closes the connection after the
+// answer unless keepAlive.
+func scriptedBackend(t *testing.T, keepAlive bool, answer func(*http.Request) []string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					for i, p := range answer(req) {
+						if i > 0 {
+							time.Sleep(50 * time.Millisecond)
+						}
+						io.WriteString(c, p)
+					}
+					if !keepAlive {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestPoolTakesNoLeftovers: a backend connection goes back to the pool
+// only when nothing of it is left unread, so bytes a backend sent past its
+// response never become another request's response. Before, an HTTP/1.0
+// client's chunked response left its trailer section behind (the next
+// request got a 502), and a body sent on HEAD, or past Content-Length,
+// reached the next client as its response (a Set-Cookie of the backend's
+// choosing).
+func TestPoolTakesNoLeftovers(t *testing.T) {
+	const injected = "HTTP/1.1 200 OK\r\nSet-Cookie: session=evil\r\nContent-Length: 8\r\n\r\ninjected"
+	addr := scriptedBackend(t, true, func(r *http.Request) []string {
+		switch r.URL.Path {
+		case "/chunked":
+			// As a conforming server answers HTTP/1.0 through a proxy.
+			return []string{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"}
+		case "/head":
+			return []string{"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n" + injected}
+		case "/204":
+			return []string{"HTTP/1.1 204 No Content\r\n\r\n" + injected}
+		case "/extra":
+			return []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + injected}
+		case "/late":
+			return []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", injected}
+		}
+		return []string{"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhonest"}
+	})
+	tests := []struct {
+		name, method, path, proto string
+	}{
+		{name: "chunked to http/1.0", method: "GET", path: "/chunked", proto: "HTTP/1.0"},
+		{name: "body on head", method: "HEAD", path: "/head", proto: "HTTP/1.1"},
+		{name: "body on 204", method: "GET", path: "/204", proto: "HTTP/1.1"},
+		{name: "more than content-length", method: "GET", path: "/extra", proto: "HTTP/1.1"},
+		{name: "more than content-length, later", method: "GET", path: "/late", proto: "HTTP/1.1"},
+	}
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					front := fe.start(t, rawRouter(t, addr))
+					exchange(t, front, tc.method+" "+tc.path+" "+tc.proto+"\r\nHost: app.test\r\n\r\n", tc.method, 5*time.Second)
+					time.Sleep(200 * time.Millisecond) // the late bytes are in
+					// Next requests, through each of the router's pools:
+					// the event loops' and the goroutines'.
+					for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+						resp, body := exchange(t, front, "GET / "+proto+"\r\nHost: app.test\r\n\r\n", "GET", 5*time.Second)
+						if resp.StatusCode != 200 || body != "honest" || resp.Header.Get("Set-Cookie") != "" {
+							t.Fatalf("%s next request: got %d %q, Set-Cookie %q", proto, resp.StatusCode, body, resp.Header.Get("Set-Cookie"))
+						}
 					}
 				})
 			}

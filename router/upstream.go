@@ -80,7 +80,7 @@ func (u *upstream) markUp() {
 // get returns a pooled connection idle for less than maxIdle at now (unix
 // nanoseconds), or dials a new one. reused says which it was.
 func (u *upstream) get(ctx context.Context, maxIdle time.Duration, now int64) (pc *pconn, reused bool, err error) {
-	if maxIdle > 0 {
+	for maxIdle > 0 {
 		var stale []*pconn
 		u.mu.Lock()
 		for n := len(u.idle); n > 0; n = len(u.idle) {
@@ -97,9 +97,14 @@ func (u *upstream) get(ctx context.Context, maxIdle time.Duration, now int64) (p
 		for _, c := range stale {
 			c.conn.Close()
 		}
-		if pc != nil {
+		if pc == nil {
+			break
+		}
+		if quiet(pc.conn) {
 			return pc, true, nil
 		}
+		pc.conn.Close()
+		pc = nil
 	}
 	d := net.Dialer{Timeout: u.rt.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", u.addr)
