@@ -481,8 +481,14 @@ func (s *Server) passwordForm(c echo.Context) error {
 	if c.FormValue("password") != c.FormValue("confirm") {
 		return s.done(c, "/account", "", &platform.InvalidError{Field: "new password", Reason: "the two entries differ"})
 	}
-	err := s.svc.SetPassword(ctx, actor, actor.Name, c.FormValue("password"))
-	return s.done(c, "/account", "Password changed.", err)
+	// Every other session of the user ends (a stolen cookie with it); the
+	// one making the change goes on.
+	var keep string
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		keep = ck.Value
+	}
+	err := s.svc.SetPasswordKeepSession(ctx, actor, actor.Name, c.FormValue("password"), keep)
+	return s.done(c, "/account", "Password changed; your other sessions are signed out.", err)
 }
 
 func (s *Server) keyAddForm(c echo.Context) error {

@@ -608,3 +608,24 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestPasswordChangeEndsOtherSessions: a password changed on the account
+// page signs out the user's other sessions (a stolen cookie among them) and
+// keeps the one that made the change.
+func TestPasswordChangeEndsOtherSessions(t *testing.T) {
+	e := newEnv(t, nil)
+	e.user("pat", platform.RoleMember)
+	here, other := e.client(), e.client()
+	here.login("pat")
+	other.login("pat")
+	status, loc, body := here.submit("/account", "/account/password", url.Values{"current": {testPassword}, "password": {"a new long password"}, "confirm": {"a new long password"}})
+	if status != http.StatusSeeOther || loc != "/account" {
+		t.Fatalf("change password: %d %q\n%s", status, loc, body)
+	}
+	if status, _, _ := here.get("/account"); status != http.StatusOK {
+		t.Errorf("the session that changed the password: GET /account = %d, want 200", status)
+	}
+	if status, loc, _ := other.get("/account"); status == http.StatusOK || !strings.Contains(loc, "/login") {
+		t.Errorf("another session after the change: GET /account = %d %q, want a redirect to sign in", status, loc)
+	}
+}
