@@ -22,6 +22,9 @@ var (
 	// any byte of a message (typically a pooled backend connection the
 	// backend had just closed): the request may be retried.
 	errNothingRead = errors.New("connection closed before any byte of a message")
+	// errBadTrailer means a chunked request body ended in a malformed
+	// trailer section.
+	errBadTrailer = errors.New("malformed trailer section")
 	// errHeadTooLarge means a request or response head is over maxHeadBytes.
 	errHeadTooLarge = errors.New("head too large")
 )

@@ -578,6 +578,11 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 			}
 		}
 		if clientErr, err := fc.copyRequestBody(pc.bw, rq); err != nil {
+			if errors.Is(err, errBadTrailer) {
+				st.status, st.keep = http.StatusBadRequest, false
+				st.bytes = fc.errorPage(http.StatusBadRequest, "400 Bad Request: malformed trailer section\n", true)
+				return resDone
+			}
 			if clientErr {
 				st.status = statusClientClosed
 				return resDone
@@ -755,18 +760,13 @@ func (fc *fconn) copyRequestBody(bw *bufio.Writer, rq *fastReq) (clientErr bool,
 			}
 			fc.extendDeadline()
 		}
-		bw.WriteString("0\r\n")
-		// Trailers, then the blank line, pass through as they are.
-		for i := 0; ; i++ {
-			line, er := fc.br.ReadSlice('\n')
-			if er != nil || i > 100 {
-				return true, fmt.Errorf("read request trailers: %w", er)
-			}
-			bw.Write(line)
-			if len(bytes.TrimRight(line, "\r\n")) == 0 {
-				return false, nil
-			}
+		// The trailers are dropped: a backend reads whatever framing they
+		// come in, and none of them is the router's to vouch for.
+		if err := readTrailerSection(fc.br); err != nil {
+			return true, err
 		}
+		bw.WriteString("0\r\n\r\n")
+		return false, nil
 	}
 	remaining := rq.length
 	for remaining > 0 {
@@ -787,6 +787,31 @@ func (fc *fconn) copyRequestBody(bw *bufio.Writer, rq *fastReq) (clientErr bool,
 		remaining -= int64(len(p))
 	}
 	return false, nil
+}
+
+// readTrailerSection reads a chunked request body's trailer section up to
+// its blank line, each line ending in CRLF and a valid field, or fails with
+// errBadTrailer.
+func readTrailerSection(br *bufio.Reader) error {
+	for i := 0; ; i++ {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			return fmt.Errorf("read request trailers: line over %d bytes: %w", br.Size(), errBadTrailer)
+		case err != nil:
+			return fmt.Errorf("read request trailers: %w", err)
+		}
+		field, crlf := bytes.CutSuffix(line, []byte("\r\n"))
+		if len(field) == 0 && crlf {
+			return nil
+		}
+		if i == maxHeaderFields {
+			return fmt.Errorf("read request trailers: over %d: %w", maxHeaderFields, errBadTrailer)
+		}
+		if _, _, _, _, ok, _ := nextField(field, 0); !crlf || !ok || bytes.IndexByte(field, '\r') >= 0 {
+			return fmt.Errorf("read request trailer %q: %w", field, errBadTrailer)
+		}
+	}
 }
 
 // copyResponseBody relays the response body, flushing to the client

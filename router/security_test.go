@@ -30,6 +30,14 @@ func exchange(t *testing.T, addr, raw, method string, d time.Duration) (*http.Re
 	return resp, string(body)
 }
 
+// appRouter is a router serving app.test from be.
+func appRouter(t *testing.T, be *backend) *Router {
+	t.Helper()
+	rt := newRouter(t, Config{})
+	rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
+	return rt
+}
+
 // echoNamed answers with the request's values of the headers named in
 // the query's h parameters, joined by "|".
 func echoNamed() http.Handler {
@@ -74,9 +82,7 @@ func TestHeadLimits(t *testing.T) {
 	be := startBackend(t, "web", echoNamed())
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			rt := newRouter(t, Config{})
-			rt.SetTable(appTable(map[string][]*backend{"app": {be}}))
-			addr := fe.start(t, rt)
+			addr := fe.start(t, appRouter(t, be))
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
 					resp, body := exchange(t, addr, tc.raw, http.MethodGet, 2*time.Second)
@@ -181,6 +187,45 @@ func TestPoolTakesNoLeftovers(t *testing.T) {
 						if resp.StatusCode != 200 || body != "honest" || resp.Header.Get("Set-Cookie") != "" {
 							t.Fatalf("%s next request: got %d %q, Set-Cookie %q", proto, resp.StatusCode, body, resp.Header.Get("Set-Cookie"))
 						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestRequestTrailers: a chunked request body's trailer section is read
+// strictly, each line ending in CRLF, and dropped; a malformed one is
+// answered 400. Before, it went to the backend as it came, bare LF, CR or
+// NUL included, for the backend to read in its own way.
+func TestRequestTrailers(t *testing.T) {
+	be := startBackend(t, "web", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %d", body, len(r.Trailer))
+	}))
+	const post = "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+	tests := []struct {
+		name     string
+		trailers string
+		status   int
+	}{
+		{name: "none", trailers: "\r\n", status: 200},
+		{name: "dropped", trailers: "X-T: 1\r\nX-U: 2\r\n\r\n", status: 200},
+		{name: "bare LF", trailers: "X-T: 1\nX-Evil: 2\r\n\r\n", status: 400},
+		{name: "CR CR LF", trailers: "X-T: 1\r\r\n\r\n", status: 400},
+		{name: "bare CR", trailers: "X-T: 1\rX-Evil: 2\r\n\r\n", status: 400},
+		{name: "NUL", trailers: "X-T: 1\x00\r\n\r\n", status: 400},
+		{name: "no colon", trailers: "X-T\r\n\r\n", status: 400},
+		{name: "bare LF at the end", trailers: "X-T: 1\r\n\n", status: 400},
+	}
+	for _, fe := range plainFrontends {
+		t.Run(fe.name, func(t *testing.T) {
+			addr := fe.start(t, appRouter(t, be))
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					resp, body := exchange(t, addr, post+tc.trailers, http.MethodPost, 5*time.Second)
+					if resp.StatusCode != tc.status || (tc.status == 200 && body != "hello 0") {
+						t.Fatalf("got %d %q, want %d", resp.StatusCode, body, tc.status)
 					}
 				})
 			}
