@@ -13,10 +13,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthhq/berth/internal/applock"
 	"github.com/berthhq/berth/internal/tty"
 	"github.com/berthhq/berth/platform"
 )
@@ -92,12 +92,12 @@ type Commands struct {
 	logger  *slog.Logger
 	specs   map[string]*spec
 	hooks   *Server // set by NewServer; the push hook needs it
-	locks   *appLocks
+	locks   *applock.Locks
 }
 
 // NewCommands builds the command set over platform, deploy and builder.
 func NewCommands(cfg Config, svc *platform.Service, d Deployer, b Builder, logger *slog.Logger, ext ...Extension) *Commands {
-	c := &Commands{svc: svc, deploy: d, builder: b, cfg: cfg, logger: logger.With("component", "commands"), locks: newAppLocks()}
+	c := &Commands{svc: svc, deploy: d, builder: b, cfg: cfg, logger: logger.With("component", "commands"), locks: applock.New()}
 	c.specs = builtinSpecs()
 	for _, e := range ext {
 		e := e
@@ -316,7 +316,7 @@ func (c *Commands) appsDestroy(inv *Invocation) error {
 			return fmt.Errorf("confirmation did not match %q; nothing destroyed: %w", a.Name, platform.ErrConflict)
 		}
 	}
-	unlock := c.locks.lock(a.Name)
+	unlock := c.locks.Lock(a.Name)
 	defer unlock()
 	if err := c.deploy.Destroy(inv.ctx, a.Name); err != nil {
 		return fmt.Errorf("stop %s's containers: %w", a.Name, err)
@@ -462,7 +462,7 @@ func (c *Commands) configSet(inv *Invocation) error {
 		}
 		vars[k] = v
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	rel, err := c.svc.SetConfig(inv.ctx, inv.actor, app, vars)
 	if err != nil {
@@ -474,7 +474,7 @@ func (c *Commands) configSet(inv *Invocation) error {
 
 func (c *Commands) configUnset(inv *Invocation) error {
 	app := inv.Args[0]
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	rel, err := c.svc.UnsetConfig(inv.ctx, inv.actor, app, inv.Args[1:])
 	if err != nil {
@@ -522,7 +522,7 @@ func (c *Commands) psScale(inv *Invocation) error {
 		}
 		q[t] = v
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	procs, err := c.svc.Scale(inv.ctx, inv.actor, app, q)
 	if err != nil {
@@ -544,7 +544,7 @@ func (c *Commands) psRestart(inv *Invocation) error {
 			return err
 		}
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	return c.deploy.Restart(inv.ctx, app, pt, inv.env.Stdout)
 }
@@ -554,7 +554,7 @@ func (c *Commands) psStop(inv *Invocation) error {
 	if _, err := c.svc.App(inv.ctx, inv.actor, app); err != nil {
 		return err
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	return c.deploy.StopApp(inv.ctx, app, inv.env.Stdout)
 }
@@ -564,7 +564,7 @@ func (c *Commands) psStart(inv *Invocation) error {
 	if _, err := c.svc.App(inv.ctx, inv.actor, app); err != nil {
 		return err
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	return c.deploy.StartApp(inv.ctx, app, inv.env.Stdout)
 }
@@ -652,7 +652,7 @@ func (c *Commands) releasesRollback(inv *Invocation) error {
 	if err != nil {
 		return err
 	}
-	unlock := c.locks.lock(app)
+	unlock := c.locks.Lock(app)
 	defer unlock()
 	rel, err := c.svc.Rollback(inv.ctx, inv.actor, app, v)
 	if err != nil {
@@ -735,81 +735,4 @@ func (c *Commands) runOneOff(inv *Invocation) error {
 		return exitError(code)
 	}
 	return nil
-}
-
-// appLocks serializes pushes and changes of one app inside this daemon; the
-// platform's advisory locks do the same across processes. An app's entry
-// lives while someone holds or waits for its lock, so names that are not
-// apps (the lock may be taken before the name is checked) leave nothing.
-type appLocks struct {
-	mu sync.Mutex
-	m  map[string]*appLock
-}
-
-type appLock struct {
-	ch   chan struct{}
-	refs int // holders and waiters
-}
-
-func newAppLocks() *appLocks {
-	return &appLocks{m: map[string]*appLock{}}
-}
-
-// ref returns the app's lock, counting the caller in until unref.
-func (l *appLocks) ref(app string) *appLock {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	al, ok := l.m[app]
-	if !ok {
-		al = &appLock{ch: make(chan struct{}, 1)}
-		l.m[app] = al
-	}
-	al.refs++
-	return al
-}
-
-func (l *appLocks) unref(app string, al *appLock) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if al.refs--; al.refs == 0 {
-		delete(l.m, app)
-	}
-}
-
-func (l *appLocks) release(app string, al *appLock) func() {
-	return func() {
-		<-al.ch
-		l.unref(app, al)
-	}
-}
-
-// lock waits for the app's lock and returns its release.
-func (l *appLocks) lock(app string) func() {
-	al := l.ref(app)
-	al.ch <- struct{}{}
-	return l.release(app, al)
-}
-
-// tryLock takes the lock if it is free.
-func (l *appLocks) tryLock(app string) (func(), bool) {
-	al := l.ref(app)
-	select {
-	case al.ch <- struct{}{}:
-		return l.release(app, al), true
-	default:
-		l.unref(app, al)
-		return nil, false
-	}
-}
-
-// lockCtx waits for the lock until ctx ends.
-func (l *appLocks) lockCtx(ctx context.Context, app string) (func(), error) {
-	al := l.ref(app)
-	select {
-	case al.ch <- struct{}{}:
-		return l.release(app, al), nil
-	case <-ctx.Done():
-		l.unref(app, al)
-		return nil, ctx.Err()
-	}
 }

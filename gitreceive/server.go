@@ -217,11 +217,11 @@ func (s *Server) handleGit(ctx context.Context, sess ssh.Session, actor Actor, a
 		// One push of an app at a time, from receive-pack's start to its
 		// ref update: a second push waits and then sees the first's refs,
 		// so it can never deploy a commit whose ref update then fails.
-		unlock, ok := s.cmds.locks.tryLock(app)
+		unlock, ok := s.cmds.locks.TryLock(app)
 		if !ok {
 			fmt.Fprintf(stderr, "-----> Another deploy of %s is running; waiting for it to finish...\n", app)
 			var err error
-			if unlock, err = s.cmds.locks.lockCtx(ctx, app); err != nil {
+			if unlock, err = s.cmds.locks.LockCtx(ctx, app); err != nil {
 				return 1
 			}
 		}

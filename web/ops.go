@@ -68,7 +68,7 @@ func (s *Server) lockApp(ctx context.Context, actor platform.Actor, app string) 
 	if err != nil {
 		return platform.App{}, nil, err
 	}
-	return a, s.locks.lock(a.Name), nil
+	return a, s.locks.Lock(a.Name), nil
 }
 
 func (s *Server) setConfig(ctx context.Context, actor platform.Actor, app string, vars map[string]string) (platform.Release, error) {
@@ -177,7 +177,7 @@ func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) 
 	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	unlock := s.locks.lock(a.Name)
+	unlock := s.locks.Lock(a.Name)
 	defer unlock()
 	if err := s.deploy.Destroy(ctx, a.Name); err != nil {
 		return fmt.Errorf("stop %s's containers: %w", a.Name, err)

@@ -207,10 +207,7 @@ func TestDashboardSecurity(t *testing.T) {
 				}
 			}
 		}
-		e.srv.locks.mu.Lock()
-		n := len(e.srv.locks.m)
-		e.srv.locks.mu.Unlock()
-		if n != 0 {
+		if n := e.srv.locks.Len(); n != 0 {
 			t.Errorf("%d app lock(s) left behind", n)
 		}
 	})

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/berthhq/berth/deploy"
+	"github.com/berthhq/berth/internal/applock"
 	"github.com/berthhq/berth/internal/tty"
 	"github.com/berthhq/berth/platform"
 )
@@ -110,7 +110,7 @@ type Server struct {
 	echo   *echo.Echo
 	pages  *templates
 	logins *loginLimiter
-	locks  *appLocks
+	locks  *applock.Locks
 	// destroyed is Deps.AppDestroyed.
 	destroyed func(app string)
 	// csrfKey signs the CSRF tokens of this process's forms.
@@ -143,7 +143,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		deploy:    deps.Deployer,
 		pages:     pages,
 		logins:    newLoginLimiter(cfg.LoginFreeAttempts, cfg.LoginBackoff, cfg.LoginBackoffMax),
-		locks:     &appLocks{m: map[string]*appLock{}},
+		locks:     applock.New(),
 		destroyed: deps.AppDestroyed,
 		csrfKey:   key,
 	}
@@ -198,40 +198,4 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve dashboard: %w", err)
 	}
 	return nil
-}
-
-// appLocks serialises this server's changes of one app (config, scale,
-// rollback, restart), so a release is never rolled out after a newer one.
-// An entry lives only while someone holds or waits for it, so the map
-// holds no more apps than there are operations in flight.
-type appLocks struct {
-	mu sync.Mutex
-	m  map[string]*appLock
-}
-
-type appLock struct {
-	sync.Mutex
-	refs int // holders and waiters; guarded by appLocks.mu
-}
-
-// lock takes app's lock and returns its release, which must be called
-// once.
-func (l *appLocks) lock(app string) func() {
-	l.mu.Lock()
-	m, ok := l.m[app]
-	if !ok {
-		m = &appLock{}
-		l.m[app] = m
-	}
-	m.refs++
-	l.mu.Unlock()
-	m.Lock()
-	return func() {
-		m.Unlock()
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if m.refs--; m.refs == 0 {
-			delete(l.m, app)
-		}
-	}
 }

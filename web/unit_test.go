@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -182,75 +181,5 @@ func TestNewChecksConfig(t *testing.T) {
 				t.Error("New accepted a bad config")
 			}
 		})
-	}
-}
-
-func TestAppLocks(t *testing.T) {
-	l := &appLocks{m: map[string]*appLock{}}
-	entries := func() int {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.m)
-	}
-	unlockA := l.lock("a")
-	unlockB := l.lock("b") // another app is not held up
-	if n := entries(); n != 2 {
-		t.Fatalf("%d entries while two apps are held, want 2", n)
-	}
-	unlockB()
-
-	// A second locker of a waits for the first and keeps the entry.
-	var order []string
-	var mu sync.Mutex
-	got := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		unlock := l.lock("a")
-		close(got)
-		mu.Lock()
-		order = append(order, "second")
-		mu.Unlock()
-		unlock()
-	}()
-	for {
-		l.mu.Lock()
-		refs := l.m["a"].refs
-		l.mu.Unlock()
-		if refs == 2 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case <-got:
-		t.Fatal("the second locker got a while the first held it")
-	default:
-	}
-	mu.Lock()
-	order = append(order, "first")
-	mu.Unlock()
-	unlockA()
-	<-done
-	if !reflect.DeepEqual(order, []string{"first", "second"}) {
-		t.Errorf("order %v", order)
-	}
-	if n := entries(); n != 0 {
-		t.Errorf("%d entries after every lock was released, want 0", n)
-	}
-
-	// Many lockers at once: all serialised, none left behind.
-	var wg sync.WaitGroup
-	held := 0
-	for range 50 {
-		wg.Go(func() {
-			unlock := l.lock("c")
-			held++ // a race, and a lost count, unless the lock holds
-			unlock()
-		})
-	}
-	wg.Wait()
-	if held != 50 || entries() != 0 {
-		t.Errorf("held %d times (want 50), %d entries left (want 0)", held, entries())
 	}
 }

@@ -5,46 +5,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/berthhq/berth/platform"
 )
-
-// TestAppLocksLeaveNothing: every way of taking and giving back an app's
-// lock leaves the map as it was, and the lock still excludes.
-func TestAppLocksLeaveNothing(t *testing.T) {
-	l := newAppLocks()
-	for i := 0; i < 100; i++ {
-		name := strings.Repeat("x", i+1)
-		l.lock(name)()
-		if u, ok := l.tryLock(name); ok {
-			u()
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if u, err := l.lockCtx(ctx, name+"-cancelled"); err == nil {
-			u()
-		}
-	}
-	held := l.lock("app")
-	if _, ok := l.tryLock("app"); ok {
-		t.Fatal("tryLock took a held lock")
-	}
-	var wg sync.WaitGroup
-	got := make(chan struct{})
-	wg.Add(1)
-	go func() { defer wg.Done(); l.lock("app")(); close(got) }()
-	select {
-	case <-got:
-		t.Fatal("lock taken twice")
-	case <-time.After(50 * time.Millisecond):
-	}
-	held()
-	wg.Wait()
-	if n := len(l.m); n != 0 {
-		t.Fatalf("%d lock entries left", n)
-	}
-}
 
 // destroyRecorder is a Deployer that runs nothing and records Destroy.
 type destroyRecorder struct {
