@@ -108,6 +108,7 @@ const (
 
 	pageTooManyFields    = "431 Request Header Fields Too Large: over 100 header fields\n"
 	pageTooManyConnNames = "400 Bad Request: Connection lists over 16 header names\n"
+	pageBadHost          = "400 Bad Request: malformed Host header: give a host name or address, and a port of digits if any\n"
 )
 
 // connNames is the set of header names a message's Connection headers
@@ -330,7 +331,46 @@ func parseRequestHead(rq *fastReq) (int, string) {
 			return http.StatusBadRequest, "400 Bad Request: unsupported request target\n"
 		}
 	}
+	if !validHost(rq.host) {
+		return http.StatusBadRequest, pageBadHost
+	}
 	return 0, ""
+}
+
+// validHost reports whether a Host value is a host name, an IPv4 address
+// or a bracketed IPv6 address, with an optional port of digits. Anything
+// else (userinfo, a second host after '@') would route by one reading of
+// it and reach the app, which builds links with it, by another.
+func validHost[T string | []byte](h T) bool {
+	i, n := 0, len(h)
+	if n > 0 && h[0] == '[' {
+		for i = 1; i < n && h[i] != ']'; i++ {
+			if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == ':' || c == '.') {
+				return false
+			}
+		}
+		if i == n || i == 1 {
+			return false
+		}
+		i++
+	} else {
+		for ; i < n && h[i] != ':'; i++ {
+			if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '.' || c == '_') {
+				return false
+			}
+		}
+	}
+	if i < n {
+		if h[i] != ':' {
+			return false
+		}
+		for i++; i < n; i++ {
+			if h[i] < '0' || h[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // writeUpstreamHead writes the request head to the backend.

@@ -83,6 +83,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // front ends apply to a head (parseRequestHead); it returns the status and
 // page of a refusal, or 0.
 func checkRequest(req *http.Request) (int, string) {
+	if !validHost(req.Host) {
+		return http.StatusBadRequest, pageBadHost
+	}
 	names := 0
 	for _, v := range req.Header["Connection"] {
 		for t := range strings.SplitSeq(v, ",") {

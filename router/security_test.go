@@ -232,3 +232,43 @@ func TestRequestTrailers(t *testing.T) {
 		})
 	}
 }
+
+// TestHostValidation: every front end answers 400 to a Host that is not a
+// host name or address with an optional port of digits, rather than route
+// by the part before the last colon and forward the rest to the app (which
+// builds links, password-reset ones included, from it).
+func TestHostValidation(t *testing.T) {
+	tests := []struct {
+		name   string
+		host   string
+		status int
+	}{
+		{name: "plain", host: "app.test", status: 200},
+		{name: "port", host: "app.test:80", status: 200},
+		{name: "trailing dot, upper case", host: "APP.test.", status: 200},
+		{name: "ipv6 address", host: "[::1]:80", status: 404},
+		{name: "userinfo after port", host: "app.test:@evil.example", status: 400},
+		{name: "userinfo", host: "app.test@evil.example", status: 400},
+		{name: "port not digits", host: "app.test:8o", status: 400},
+		{name: "slash", host: "app.test/x", status: 400},
+		{name: "unclosed bracket", host: "[::1", status: 400},
+		{name: "space", host: "app.test evil.example", status: 400},
+	}
+	// Not a Go backend: net/http would refuse some of these itself.
+	be := scriptedBackend(t, true, func(*http.Request) []string {
+		return []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}
+	})
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			addr := fe.start(t, rawRouter(t, be))
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					resp, body := exchange(t, addr, "GET / HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n", http.MethodGet, 5*time.Second)
+					if resp.StatusCode != tc.status {
+						t.Fatalf("got %d %q, want %d", resp.StatusCode, body, tc.status)
+					}
+				})
+			}
+		})
+	}
+}
