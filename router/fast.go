@@ -266,7 +266,8 @@ func (fc *fconn) watch(pc *pconn, done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 4096)
 	n, err := fc.c.Read(buf)
-	fc.rd.pending = buf[:n]
+	// Added to what an earlier watcher read that fc.br has not taken yet.
+	fc.rd.pending = append(fc.rd.pending, buf[:n]...)
 	if n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		fc.clientGone = true
 		pc.conn.Close()

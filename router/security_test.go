@@ -272,3 +272,45 @@ func TestHostValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelinedDuringSlowResponses: requests that arrive while earlier
+// pipelined ones wait on a slow backend are all answered, in order. Before,
+// on the goroutine path, the watcher of the second slow request replaced
+// the bytes the first one's watcher had read (a whole request) with its
+// own.
+func TestPipelinedDuringSlowResponses(t *testing.T) {
+	const slow = 2500 * time.Millisecond // past slowResponse and a sweep
+	be := startBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/slow") {
+			time.Sleep(slow)
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			t.Parallel()
+			conn := dialRouter(t, fe.start(t, appRouter(t, be)))
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			req := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: app.test\r\n\r\n" }
+			io.WriteString(conn, req("/slow1")+req("/slow2"))
+			time.Sleep(slow * 7 / 10) // the first one's watcher reads this
+			io.WriteString(conn, req("/3"))
+			time.Sleep(slow) // and the second one's this
+			io.WriteString(conn, req("/4"))
+			time.Sleep(slow * 7 / 10)
+			io.WriteString(conn, req("/5"))
+			br := bufio.NewReader(conn)
+			for _, want := range []string{"/slow1", "/slow2", "/3", "/4", "/5"} {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("read response for %s: %v", want, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(body) != want {
+					t.Fatalf("got %q, want %q", body, want)
+				}
+			}
+		})
+	}
+}
