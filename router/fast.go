@@ -571,7 +571,8 @@ func (fc *fconn) roundTrip(rq *fastReq, pc *pconn, canRetry bool, id []byte, dro
 	writeUpstreamHead(pc.bw, rq, fc.ip, id)
 	if rq.hasBody() {
 		dropHead()
-		if rq.expect {
+		if rq.expect && !rq.http10 {
+			// HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1).
 			fc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := fc.bw.Flush(); err != nil {
 				st.status = statusClientClosed

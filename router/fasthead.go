@@ -270,8 +270,8 @@ func parseRequestHead(rq *fastReq) (int, string) {
 			hosts++
 			rq.host = value
 		case hdrContentLength:
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (rq.length >= 0 && n != rq.length) {
+			n, ok := parseLength(value)
+			if !ok || (rq.length >= 0 && n != rq.length) {
 				return http.StatusBadRequest, "400 Bad Request: bad Content-Length\n"
 			}
 			rq.length = n
@@ -337,6 +337,34 @@ func parseRequestHead(rq *fastReq) (int, string) {
 	return 0, ""
 }
 
+// parseLength parses a Content-Length value: digits only (no sign, no
+// space), at most 18 of them so it cannot overflow.
+func parseLength[T string | []byte](v T) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+// proxyHeader reports request headers a client may not pass off as the
+// router's: other proxies' forwarding headers, and any name with an
+// underscore, which some frameworks read as the same header spelt with a
+// hyphen (as nginx, dropped by default).
+func proxyHeader(name []byte) bool {
+	if bytes.IndexByte(name, '_') >= 0 || eqFold(name, "forwarded") || eqFold(name, "x-real-ip") {
+		return true
+	}
+	const prefix = "x-forwarded-"
+	return len(name) > len(prefix) && eqFold(name[:len(prefix)], prefix)
+}
+
 // validHost reports whether a Host value is a host name, an IPv4 address
 // or a bracketed IPv6 address, with an optional port of digits. Anything
 // else (userinfo, a second host after '@') would route by one reading of
@@ -387,7 +415,7 @@ func writeUpstreamHead(bw *bufio.Writer, rq *fastReq, ip string, id []byte) {
 			break
 		}
 		off = next
-		if classify(name) != hdrOther || rq.conn.has(name) {
+		if classify(name) != hdrOther || rq.conn.has(name) || proxyHeader(name) {
 			continue
 		}
 		bw.Write(line)
@@ -489,8 +517,8 @@ func scanResponseHead(head []byte, rh *respHead) error {
 				closeConn = true
 			}
 		case hdrContentLength:
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (rh.length >= 0 && n != rh.length) {
+			n, ok := parseLength(value)
+			if !ok || (rh.length >= 0 && n != rh.length) {
 				return fmt.Errorf("parse content-length %q: %w", value, ErrBadUpstreamResponse)
 			}
 			rh.length = n

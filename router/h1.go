@@ -152,10 +152,13 @@ func skipRequestHeader(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Expect",
-		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id":
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id",
+		"Forwarded", "X-Real-Ip":
 		return true
 	}
-	return false
+	// Other proxies' forwarding headers, and names with an underscore
+	// (proxyHeader).
+	return strings.HasPrefix(k, "X-Forwarded-") || strings.IndexByte(k, '_') >= 0
 }
 
 // readHead reads a response head up to and without its blank line.
@@ -323,8 +326,8 @@ func parseHead(head string, h http.Header, rh *respHead) error {
 			}
 			continue
 		case "Content-Length":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || (rh.length >= 0 && n != rh.length) {
+			n, ok := parseLength(v)
+			if !ok || (rh.length >= 0 && n != rh.length) {
 				return fmt.Errorf("parse content-length %q: %w", v, ErrBadUpstreamResponse)
 			}
 			if rh.length >= 0 {

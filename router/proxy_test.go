@@ -484,6 +484,7 @@ func TestMalformedResponses(t *testing.T) {
 		{name: "http/1.0 backend", resp: "HTTP/1.0 201 Created\r\nContent-Length: 2\r\n\r\nok", status: 201, body: "ok"},
 		{name: "garbage", resp: "SSH-2.0-OpenSSH\r\n\r\n", status: 502},
 		{name: "bad length", resp: "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", status: 502},
+		{name: "signed length", resp: "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", status: 502},
 		{name: "nothing", resp: "", status: 502},
 		{name: "early hints dropped", resp: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", status: 200, body: "hi"},
 	}

@@ -314,3 +314,60 @@ func TestPipelinedDuringSlowResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestFraming: a request's Content-Length is digits only, and an
+// HTTP/1.0 client, which cannot know it, is not sent 100 Continue.
+func TestRequestFraming(t *testing.T) {
+	be := startBackend(t, "echo", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	}))
+	tests := []struct {
+		name   string
+		raw    string
+		status int
+		body   string
+	}{
+		{name: "length", raw: "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 02\r\n\r\nok", status: 200, body: "ok"},
+		{name: "plus sign", raw: "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: +2\r\n\r\nok", status: 400},
+		{name: "minus zero", raw: "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: -0\r\n\r\n", status: 400},
+		{name: "http/1.0 expecting 100-continue", raw: "POST / HTTP/1.0\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", status: 200, body: "ok"},
+	}
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			addr := fe.start(t, appRouter(t, be))
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					resp, body := exchange(t, addr, tc.raw, http.MethodPost, 5*time.Second)
+					if resp.StatusCode != tc.status || (tc.status == 200 && body != tc.body) {
+						t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestClientProxyHeadersDropped: forwarding headers of other proxies, and
+// names with an underscore that frameworks may read as X-Forwarded-*, are
+// not passed on beside the router's own.
+func TestClientProxyHeadersDropped(t *testing.T) {
+	dropped := []string{"Forwarded", "X-Forwarded-Port", "X-Forwarded-Ssl", "X-Forwarded-Prefix", "X-Real-Ip", "X_Forwarded_Proto", "X-Real_Ip"}
+	be := startBackend(t, "web", echoNamed())
+	var raw, query strings.Builder
+	raw.WriteString("X-Kept: yes\r\n")
+	query.WriteString("/?h=X-Kept&h=X-Forwarded-Proto")
+	for _, h := range dropped {
+		fmt.Fprintf(&raw, "%s: spoofed\r\n", h)
+		fmt.Fprintf(&query, "&h=%s", h)
+	}
+	want := "yes|http" + strings.Repeat("|", len(dropped))
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) {
+			addr := fe.start(t, appRouter(t, be))
+			resp, body := exchange(t, addr, "GET "+query.String()+" HTTP/1.1\r\nHost: app.test\r\n"+raw.String()+"\r\n", http.MethodGet, 5*time.Second)
+			if resp.StatusCode != 200 || body != want {
+				t.Fatalf("got %d %q, want %q (kept, the router's proto, then none of %v)", resp.StatusCode, body, want, dropped)
+			}
+		})
+	}
+}
