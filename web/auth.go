@@ -33,10 +33,26 @@ const (
 	keySession = "berth.session" // the session token of a signed-in request
 )
 
+// cookieName is the name the cookie called name has on the wire. With
+// Secure it is __Host-name: browsers keep such a cookie only when it is
+// Secure, for Path=/ and without a Domain, so an app at APP.<Domain>
+// cannot set (toss) one for the dashboard, nor can plain HTTP.
+func (s *Server) cookieName(name string) string {
+	if s.cfg.Secure {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// cookie returns the request's cookie called name (see cookieName).
+func (s *Server) cookie(c echo.Context, name string) (*http.Cookie, error) {
+	return c.Cookie(s.cookieName(name))
+}
+
 // setCookie sets an HttpOnly cookie for the whole site; maxAge < 0 deletes.
 func (s *Server) setCookie(c echo.Context, name, value string, maxAge int, sameSite http.SameSite) {
 	c.SetCookie(&http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		Name: s.cookieName(name), Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: s.cfg.Secure, SameSite: sameSite,
 	})
 }
@@ -80,7 +96,7 @@ func (s *Server) expectedCSRF(c echo.Context) (string, bool) {
 		sum := sha256.Sum256([]byte(session))
 		return s.csrfFor("session", hex.EncodeToString(sum[:])), true
 	}
-	if ck, err := c.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+	if ck, err := s.cookie(c, csrfCookie); err == nil && len(ck.Value) >= 32 {
 		return s.csrfFor("login", ck.Value), true
 	}
 	return "", false
@@ -177,7 +193,7 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 // sessionActor returns the user and the token of the request's session
 // cookie.
 func (s *Server) sessionActor(c echo.Context) (platform.Actor, string, bool) {
-	ck, err := c.Cookie(sessionCookie)
+	ck, err := s.cookie(c, sessionCookie)
 	if err != nil || ck.Value == "" {
 		return platform.Actor{}, "", false
 	}
@@ -266,7 +282,7 @@ func (s *Server) login(c echo.Context) error {
 }
 
 func (s *Server) logout(c echo.Context) error {
-	if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
+	if ck, err := s.cookie(c, sessionCookie); err == nil && ck.Value != "" {
 		if err := s.svc.DeleteSession(c.Request().Context(), ck.Value); err != nil {
 			return err
 		}

@@ -5,7 +5,7 @@
 // and script is embedded in the binary, so it works on a host without
 // internet. People sign in with a user name and password (platform's
 // bcrypt hashes); sessions live in Postgres and ride in an HttpOnly,
-// SameSite cookie (Secure over TLS). Every state-changing form carries a
+// SameSite cookie (Secure, with a __Host- name, over TLS). Every state-changing form carries a
 // CSRF token bound to the session (to a pre-session cookie on the login
 // form) and must come from the dashboard's own origin, not merely its
 // site: apps are served on its subdomains. Failed sign-ins back off per

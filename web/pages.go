@@ -484,7 +484,7 @@ func (s *Server) passwordForm(c echo.Context) error {
 	// Every other session of the user ends (a stolen cookie with it); the
 	// one making the change goes on.
 	var keep string
-	if ck, err := c.Cookie(sessionCookie); err == nil {
+	if ck, err := s.cookie(c, sessionCookie); err == nil {
 		keep = ck.Value
 	}
 	err := s.svc.SetPasswordKeepSession(ctx, actor, actor.Name, c.FormValue("password"), keep)

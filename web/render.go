@@ -134,7 +134,7 @@ func (s *Server) setFlash(c echo.Context, isErr bool, msg string) {
 }
 
 func (s *Server) takeFlash(c echo.Context) *flash {
-	ck, err := c.Cookie(flashCookie)
+	ck, err := s.cookie(c, flashCookie)
 	if err != nil || ck.Value == "" {
 		return nil
 	}

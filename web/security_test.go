@@ -458,10 +458,19 @@ func TestDashboardSecurity(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("login over TLS: %d", resp.StatusCode)
 		}
+		gotSession := false
 		for _, ck := range resp.Cookies() {
+			gotSession = gotSession || ck.Name == "__Host-"+sessionCookie
 			if !ck.Secure || !ck.HttpOnly {
 				t.Errorf("cookie %s over TLS: Secure %v HttpOnly %v", ck.Name, ck.Secure, ck.HttpOnly)
 			}
+			// A subdomain cannot toss a cookie with this prefix.
+			if !strings.HasPrefix(ck.Name, "__Host-") || ck.Path != "/" || ck.Domain != "" {
+				t.Errorf("cookie over TLS: name %q Path %q Domain %q, want __Host-NAME for / and no Domain", ck.Name, ck.Path, ck.Domain)
+			}
+		}
+		if !gotSession {
+			t.Errorf("login over TLS set no __Host-%s cookie: %v", sessionCookie, resp.Cookies())
 		}
 		resp, err = hc.Get(base + "/apps")
 		if err != nil {

@@ -41,9 +41,9 @@ type Config struct {
 	Addr string
 	// Domain is the global app domain: app APP is served at APP.<Domain>.
 	Domain string
-	// Secure marks cookies Secure and links apps over https. Set it when
-	// the dashboard is reached over TLS, whether it terminates TLS itself
-	// (CertFile) or the router does.
+	// Secure marks cookies Secure, names them __Host-NAME, sends HSTS and
+	// links apps over https. Set it when the dashboard is reached over
+	// TLS, whether it terminates TLS itself (CertFile) or a proxy does.
 	Secure bool
 	// CertFile and KeyFile, when both set, make Serve speak TLS with this
 	// certificate; Secure is implied.
