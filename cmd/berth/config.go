@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -33,6 +34,14 @@ type Config struct {
 	HTTPSAddr string `toml:"https_addr"`
 	// WebAddr is the dashboard and API listener.
 	WebAddr string `toml:"web_addr"`
+	// WebTLSCert and WebTLSKey, both or neither, are the PEM certificate
+	// (chain) and private key the dashboard serves HTTPS with on WebAddr.
+	WebTLSCert string `toml:"web_tls_cert"`
+	WebTLSKey  string `toml:"web_tls_key"`
+	// WebSecure marks the dashboard's cookies Secure without TLS in berth,
+	// for a dashboard behind a proxy that terminates TLS. Implied by
+	// WebTLSCert.
+	WebSecure bool `toml:"web_secure"`
 	// Domain is the global domain: app NAME answers at NAME.<Domain>.
 	Domain string `toml:"domain"`
 	// BridgeName and BridgeSubnet configure the container network.
@@ -56,26 +65,32 @@ type Config struct {
 type configField struct {
 	name string // flag name; TOML key and env var derive from it
 	ptr  *string
-	help string
+	// boolPtr, instead of ptr, makes a true/false setting: a bare --flag
+	// sets it, --flag=false clears it.
+	boolPtr *bool
+	help    string
 }
 
 func (c *Config) fields() []configField {
 	return []configField{
-		{"data-dir", &c.DataDir, "data directory"},
-		{"database-url", &c.DatabaseURL, "PostgreSQL URL; empty runs a private cluster under the data directory"},
-		{"socket", &c.Socket, "local admin socket (root only)"},
-		{"ssh-addr", &c.SSHAddr, "SSH listen address for git push and commands"},
-		{"http-addr", &c.HTTPAddr, "router HTTP listen address"},
-		{"https-addr", &c.HTTPSAddr, "router HTTPS listen address (when TLS is on)"},
-		{"web-addr", &c.WebAddr, "dashboard and API listen address"},
-		{"domain", &c.Domain, "global domain: apps answer at APP.DOMAIN"},
-		{"bridge-name", &c.BridgeName, "container bridge interface name"},
-		{"bridge-subnet", &c.BridgeSubnet, "container bridge subnet (CIDR); empty picks one that does not collide"},
-		{"tls", &c.TLS, "router TLS: on or off (uploaded certificates, or ACME with --acme-email)"},
-		{"acme-email", &c.ACMEEmail, "with TLS on: get certificates from ACME, with this contact address"},
-		{"acme-directory", &c.ACMEDirectory, "ACME directory URL; empty means Let's Encrypt"},
-		{"disk-quota-driver", &c.DiskQuotaDriver, "disk quota driver: auto, setquota, btrfs or loop"},
-		{"log-level", &c.LogLevel, "log level: debug, info, warn or error"},
+		{name: "data-dir", ptr: &c.DataDir, help: "data directory"},
+		{name: "database-url", ptr: &c.DatabaseURL, help: "PostgreSQL URL; empty runs a private cluster under the data directory"},
+		{name: "socket", ptr: &c.Socket, help: "local admin socket (root only)"},
+		{name: "ssh-addr", ptr: &c.SSHAddr, help: "SSH listen address for git push and commands"},
+		{name: "http-addr", ptr: &c.HTTPAddr, help: "router HTTP listen address"},
+		{name: "https-addr", ptr: &c.HTTPSAddr, help: "router HTTPS listen address (when TLS is on)"},
+		{name: "web-addr", ptr: &c.WebAddr, help: "dashboard and API listen address"},
+		{name: "web-tls-cert", ptr: &c.WebTLSCert, help: "dashboard HTTPS: certificate file (PEM, chain first); with --web-tls-key"},
+		{name: "web-tls-key", ptr: &c.WebTLSKey, help: "dashboard HTTPS: private key file (PEM); with --web-tls-cert"},
+		{name: "web-secure", boolPtr: &c.WebSecure, help: "Secure dashboard cookies without --web-tls-cert, behind a proxy that terminates TLS"},
+		{name: "domain", ptr: &c.Domain, help: "global domain: apps answer at APP.DOMAIN"},
+		{name: "bridge-name", ptr: &c.BridgeName, help: "container bridge interface name"},
+		{name: "bridge-subnet", ptr: &c.BridgeSubnet, help: "container bridge subnet (CIDR); empty picks one that does not collide"},
+		{name: "tls", ptr: &c.TLS, help: "router TLS: on or off (uploaded certificates, or ACME with --acme-email)"},
+		{name: "acme-email", ptr: &c.ACMEEmail, help: "with TLS on: get certificates from ACME, with this contact address"},
+		{name: "acme-directory", ptr: &c.ACMEDirectory, help: "ACME directory URL; empty means Let's Encrypt"},
+		{name: "disk-quota-driver", ptr: &c.DiskQuotaDriver, help: "disk quota driver: auto, setquota, btrfs or loop"},
+		{name: "log-level", ptr: &c.LogLevel, help: "log level: debug, info, warn or error"},
 	}
 }
 
@@ -125,14 +140,28 @@ func loadConfig(fset *flag.FlagSet, args []string, getenv func(string) string) (
 		}
 	}
 	for _, f := range cfg.fields() {
-		if v := getenv(envName(f.name)); v != "" {
+		v := getenv(envName(f.name))
+		switch {
+		case v == "":
+		case f.boolPtr != nil:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return cfg, nil, fmt.Errorf("config %s: %q is not true or false", envName(f.name), v)
+			}
+			*f.boolPtr = b
+		default:
 			*f.ptr = v
 		}
 	}
 	var configFlag string
 	fset.StringVar(&configFlag, "config", path, "configuration file (TOML)")
 	for _, f := range cfg.fields() {
-		fset.StringVar(f.ptr, f.name, *f.ptr, f.help+" (env "+envName(f.name)+")")
+		help := f.help + " (env " + envName(f.name) + ")"
+		if f.boolPtr != nil {
+			fset.BoolVar(f.boolPtr, f.name, *f.boolPtr, help)
+		} else {
+			fset.StringVar(f.ptr, f.name, *f.ptr, help)
+		}
 	}
 	if err := fset.Parse(args); err != nil {
 		return cfg, nil, err
@@ -172,6 +201,9 @@ func (c *Config) validate() error {
 	case "on", "off":
 	default:
 		return fmt.Errorf("config tls: %q is not on or off", c.TLS)
+	}
+	if (c.WebTLSCert == "") != (c.WebTLSKey == "") {
+		return errors.New("config web_tls_cert, web_tls_key: give both (the dashboard's certificate and its private key, PEM files) or neither")
 	}
 	if c.ACMEEmail != "" && c.TLS != "on" {
 		return errors.New("config acme_email: ACME needs tls = \"on\"")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,12 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 			d.close()
 		}
 	}()
+	// Checked before anything starts: a bad certificate would otherwise
+	// show only once the dashboard is served, after the database is up.
+	wcfg, err := webConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := ensureDataDirs(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -143,7 +150,7 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 	if d.ssh, err = gitreceive.NewServer(gcfg, d.cmds, logger); err != nil {
 		return nil, err
 	}
-	d.web, err = web.New(web.Config{Addr: cfg.WebAddr, Domain: cfg.Domain, Version: version},
+	d.web, err = web.New(wcfg,
 		web.Deps{Platform: d.svc, Deployer: d.apps, AppDestroyed: func(app string) {
 			// The dashboard destroyed the app: its repository goes too, as
 			// with apps:destroy over SSH.
@@ -158,6 +165,33 @@ func newDaemon(ctx context.Context, cfg Config, logger *slog.Logger) (_ *daemon,
 		return nil, err
 	}
 	return d, nil
+}
+
+// webConfig is the dashboard's configuration. With web_tls_cert and
+// web_tls_key it loads the pair once, so that an unreadable file or a key
+// that is not the certificate's stops berth serve with a message naming
+// them; the web server loads them again when it starts serving.
+func webConfig(cfg Config) (web.Config, error) {
+	wcfg := web.Config{
+		Addr: cfg.WebAddr, Domain: cfg.Domain, Version: version,
+		Secure: cfg.WebSecure, CertFile: cfg.WebTLSCert, KeyFile: cfg.WebTLSKey,
+	}
+	if cfg.WebTLSCert == "" {
+		return wcfg, nil
+	}
+	certPEM, err := os.ReadFile(cfg.WebTLSCert)
+	if err != nil {
+		return wcfg, fmt.Errorf("config web_tls_cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(cfg.WebTLSKey)
+	if err != nil {
+		return wcfg, fmt.Errorf("config web_tls_key: %w", err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return wcfg, fmt.Errorf("config web_tls_cert %s, web_tls_key %s: %w (give PEM files: the certificate, chain after it, and its own private key)",
+			cfg.WebTLSCert, cfg.WebTLSKey, err)
+	}
+	return wcfg, nil
 }
 
 // appIDs gives an app's private host ID range for its build containers.
