@@ -2,44 +2,15 @@ package deploy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/platform"
 )
-
-// selfSigned returns a PEM certificate and key for host.
-func selfSigned(t *testing.T, host string) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
-}
 
 func TestRoutesFollowDomainsAndCerts(t *testing.T) {
 	e := newEnv(t, nil)
@@ -54,7 +25,8 @@ func TestRoutesFollowDomainsAndCerts(t *testing.T) {
 	if _, err := e.svc.AddDomain(ctx, sys, "shop", "www.shop.example"); err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM := selfSigned(t, "www.shop.example")
+	cp, kp, _ := testenv.SelfSigned(t, "www.shop.example")
+	certPEM, keyPEM := string(cp), string(kp)
 	if _, err := e.svc.SetCert(ctx, sys, "shop", "www.shop.example", certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +90,8 @@ func TestDefaultHostWinsOverClaims(t *testing.T) {
 		select h, a.id from apps a, unnest($1::text[]) h where a.name = 'evil'`, claims); err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM := selfSigned(t, victimHost)
+	cp, kp, _ := testenv.SelfSigned(t, victimHost)
+	certPEM, keyPEM := string(cp), string(kp)
 	if _, err := e.pool.Exec(ctx, `insert into certs (hostname, app_id, cert_pem, key_pem)
 		select $1, id, $2, $3 from apps where name = 'evil'`, victimHost, certPEM, keyPEM); err != nil {
 		t.Fatal(err)

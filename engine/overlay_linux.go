@@ -49,14 +49,7 @@ func buildOverlayByPath(c *containerConfig, userns int, dir string) (int, error)
 		return -1, fmt.Errorf("clone upper dir: %w", err)
 	}
 	held = append(held, parent)
-	asCreator := func(fn func() error) error { return fn() }
-	if idmapUpper >= 0 {
-		// As in buildOverlay: overlay works in its upper and work dirs
-		// with the mounter's credentials.
-		asCreator = func(fn func() error) error {
-			return asFSUser(int(c.Spec.IDMap.HostUID), int(c.Spec.IDMap.HostGID), fn)
-		}
-	}
+	asCreator := func(fn func() error) error { return asOverlayCreator(c, userns, fn) }
 	type result struct {
 		fd  int
 		err error

@@ -564,16 +564,7 @@ func buildOverlay(c *containerConfig, userns int) (int, error) {
 	if err := unix.FsconfigSetFd(fso, "workdir", work); err != nil {
 		return fail("set overlay work dir", err)
 	}
-	create := func() error { return unix.FsconfigCreate(fso) }
-	if !c.OwnUpper && userns >= 0 {
-		// Overlay works in its upper and work dirs with the creator's
-		// credentials; through the idmapped upper mount only IDs of the
-		// app's range can be written, so create the overlay as its root.
-		create = func() error {
-			return asFSUser(int(c.Spec.IDMap.HostUID), int(c.Spec.IDMap.HostGID), func() error { return unix.FsconfigCreate(fso) })
-		}
-	}
-	if err := create(); err != nil {
+	if err := asOverlayCreator(c, userns, func() error { return unix.FsconfigCreate(fso) }); err != nil {
 		return fail("create overlay", err)
 	}
 	mfd, err := unix.Fsmount(fso, unix.FSMOUNT_CLOEXEC, 0)
@@ -581,6 +572,18 @@ func buildOverlay(c *containerConfig, userns int) (int, error) {
 		return fail("mount overlay", err)
 	}
 	return mfd, nil
+}
+
+// asOverlayCreator runs fn, which creates the overlay, with the credentials
+// it must be created with. Overlay works in its upper and work dirs with
+// the creator's credentials; through an idmapped caller's upper dir only
+// IDs of the app's range can be written, so the overlay is then created as
+// the app's root.
+func asOverlayCreator(c *containerConfig, userns int, fn func() error) error {
+	if c.OwnUpper || userns < 0 {
+		return fn()
+	}
+	return asFSUser(int(c.Spec.IDMap.HostUID), int(c.Spec.IDMap.HostGID), fn)
 }
 
 // fsErrors reads the kernel's messages from an fs context, if any.

@@ -299,14 +299,11 @@ func (c *Commands) appsCreate(inv *Invocation) error {
 
 func (c *Commands) appsDestroy(inv *Invocation) error {
 	name := inv.Args[0]
-	a, err := c.svc.App(inv.ctx, inv.actor, name)
+	// Refused before anything is torn down, not by DestroyApp after the
+	// containers are gone.
+	a, err := c.svc.AppToDestroy(inv.ctx, inv.actor, name)
 	if err != nil {
 		return err
-	}
-	// Before anything is torn down: platform.DestroyApp would refuse a
-	// member who is not the owner only after the containers were gone.
-	if !inv.actor.IsAdmin() && a.OwnerID != inv.actor.UserID {
-		return fmt.Errorf("only the owner of %s or an admin can destroy it: %w", a.Name, platform.ErrForbidden)
 	}
 	if !inv.Bool("force") {
 		fmt.Fprintf(inv.env.Stdout, " !     WARNING: this destroys %s: its containers, releases, config, domains and repository.\n", a.Name)

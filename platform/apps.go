@@ -149,6 +149,13 @@ func (s *Service) Apps(ctx context.Context, actor Actor) ([]App, error) {
 	return apps, nil
 }
 
+// AppToDestroy returns the app if the actor may destroy it (its owner or an
+// admin), so that a caller can stop its containers before DestroyApp
+// removes its records, and refuse before either.
+func (s *Service) AppToDestroy(ctx context.Context, actor Actor, name string) (App, error) {
+	return s.appForOwner(ctx, s.pool, actor, name, "destroy it")
+}
+
 // DestroyApp deletes an app with its releases, config, formation, domains,
 // deploy and container records. Only its owner or an admin may. The caller
 // stops the app's containers first.

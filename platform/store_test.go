@@ -3,15 +3,9 @@ package platform_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/berthhq/berth/internal/pgtest"
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/platform"
 )
 
@@ -169,15 +162,7 @@ func TestConcurrentCreates(t *testing.T) {
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "a1")
 	mustApp(t, e, e.bob, "b1")
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := string(ssh.MarshalAuthorizedKey(sshPub))
+	line, _ := testenv.AuthorizedKey(t, "")
 	tests := []struct {
 		name  string
 		fn    func(round, i int) error
@@ -781,19 +766,6 @@ func TestSetPasswordEndsSessions(t *testing.T) {
 	}
 }
 
-func newKey(t *testing.T, comment string) (line, fingerprint string) {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + comment, ssh.FingerprintSHA256(sp)
-}
-
 func TestUsersKeysAndAuth(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -805,7 +777,7 @@ func TestUsersKeysAndAuth(t *testing.T) {
 	_, err = e.svc.CreateUser(ctx, e.admin, "carol", "owner")
 	wantErr(t, err, platform.ErrInvalid, "role")
 
-	line, fp := newKey(t, "alice@laptop")
+	line, fp := testenv.AuthorizedKey(t, "alice@laptop")
 	k, err := e.svc.AddKey(ctx, e.alice, "alice", "", line)
 	if err != nil {
 		t.Fatal(err)
@@ -819,7 +791,7 @@ func TestUsersKeysAndAuth(t *testing.T) {
 	}
 	_, err = e.svc.AddKey(ctx, e.admin, "bob", "x", line)
 	wantErr(t, err, platform.ErrExists, fp)
-	line2, _ := newKey(t, "")
+	line2, _ := testenv.AuthorizedKey(t, "")
 	_, err = e.svc.AddKey(ctx, e.alice, "alice", "alice@laptop", line2)
 	wantErr(t, err, platform.ErrExists, "key name")
 	_, err = e.svc.AddKey(ctx, e.alice, "bob", "mine", line2)
@@ -1074,39 +1046,14 @@ func TestDeployedReleaseAndStopped(t *testing.T) {
 	wantErr(t, e.svc.SetAppStopped(ctx, "nope", true), platform.ErrNotFound)
 }
 
-// selfSigned returns a PEM certificate and key for host.
-func selfSigned(t *testing.T, host string) (certPEM, keyPEM string) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-}
-
 func TestCertsAndDeployBranch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	mustApp(t, e, e.alice, "shop")
 	mustApp(t, e, e.bob, "other")
-	certPEM, keyPEM := selfSigned(t, "shop.example.com")
+	cp, kp, _ := testenv.SelfSigned(t, "shop.example.com")
+	certPEM, keyPEM := string(cp), string(kp)
 	_, err := e.svc.SetCert(ctx, e.alice, "shop", "shop.example.com", certPEM, keyPEM)
 	wantErr(t, err, platform.ErrNotFound, "domains:add")
 	if _, err := e.svc.AddDomain(ctx, e.alice, "shop", "shop.example.com"); err != nil {
@@ -1114,7 +1061,8 @@ func TestCertsAndDeployBranch(t *testing.T) {
 	}
 	_, err = e.svc.SetCert(ctx, e.bob, "other", "shop.example.com", certPEM, keyPEM)
 	wantErr(t, err, platform.ErrNotFound)
-	otherCert, _ := selfSigned(t, "else.example.com")
+	oc, _, _ := testenv.SelfSigned(t, "else.example.com")
+	otherCert := string(oc)
 	_, err = e.svc.SetCert(ctx, e.alice, "shop", "shop.example.com", otherCert, keyPEM)
 	wantErr(t, err, platform.ErrInvalid, "certificate")
 	if strings.Contains(err.Error(), "PRIVATE KEY") {

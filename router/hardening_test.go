@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthhq/berth/internal/testenv"
 )
 
 // plainFrontends are the plain-HTTP listener's two servers: the event loops
@@ -87,7 +89,7 @@ func TestClientTimeouts(t *testing.T) {
 
 func TestHTTPSRedirect(t *testing.T) {
 	be := startBackend(t, "web", nil)
-	certPEM, keyPEM := selfSigned(t, "secure.test", "*.wild.test")
+	certPEM, keyPEM, _ := testenv.SelfSigned(t, "secure.test", "*.wild.test")
 	crt, err := ParseCertificate(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

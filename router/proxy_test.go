@@ -585,8 +585,14 @@ func TestSlowBackendKeepsClient(t *testing.T) {
 	fmt.Fprint(conn, "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	time.Sleep(1200 * time.Millisecond) // past slowResponse: a watcher reads the client now
 	fmt.Fprint(conn, "GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
-	br := bufio.NewReader(conn)
-	for _, want := range []string{"/slow", "/next"} {
+	readBodies(t, bufio.NewReader(conn), "/slow", "/next")
+}
+
+// readBodies reads a response for each of wants from br, in order, and
+// fails unless each body is its want.
+func readBodies(t *testing.T, br *bufio.Reader, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("read response for %s: %v", want, err)

@@ -299,18 +299,7 @@ func TestPipelinedDuringSlowResponses(t *testing.T) {
 			io.WriteString(conn, req("/4"))
 			time.Sleep(slow * 7 / 10)
 			io.WriteString(conn, req("/5"))
-			br := bufio.NewReader(conn)
-			for _, want := range []string{"/slow1", "/slow2", "/3", "/4", "/5"} {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatalf("read response for %s: %v", want, err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(body) != want {
-					t.Fatalf("got %q, want %q", body, want)
-				}
-			}
+			readBodies(t, bufio.NewReader(conn), "/slow1", "/slow2", "/3", "/4", "/5")
 		})
 	}
 }

@@ -2,17 +2,11 @@ package router
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,43 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/letsencrypt/challtestsrv"
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 )
-
-// selfSigned makes a certificate for names, as PEM, like one a user uploads
-// with certs:add.
-func selfSigned(t *testing.T, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: names[0]},
-		DNSNames:              names,
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-}
 
 // serveTLSRouter runs rt with both listeners on loopback; it returns the
 // HTTP and HTTPS addresses.
@@ -102,7 +66,7 @@ func tlsClient(t *testing.T, addr string, roots *x509.CertPool) *http.Client {
 
 func TestUploadedCertificate(t *testing.T) {
 	be := startBackend(t, "echo", echoHeaders)
-	certPEM, keyPEM := selfSigned(t, "secure.test", "*.wild.test")
+	certPEM, keyPEM, _ := testenv.SelfSigned(t, "secure.test", "*.wild.test")
 	crt, err := ParseCertificate(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

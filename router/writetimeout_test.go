@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/coder/websocket"
 )
 
@@ -158,7 +159,7 @@ func startSite(t *testing.T, front string) *site {
 		s.addr, s.fs = servePlain(t, s.rt, front == "fast")
 		return s
 	}
-	certPEM, keyPEM := selfSigned(t, "app.test")
+	certPEM, keyPEM, _ := testenv.SelfSigned(t, "app.test")
 	crt, err := ParseCertificate(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthhq/berth/internal/testenv"
 	"github.com/berthhq/berth/platform"
 )
 
@@ -125,7 +126,7 @@ func TestAPI(t *testing.T) {
 	}
 	deployID := fmt.Sprint(deploys[0].ID)
 
-	keyLine := sshKeyLine(t) + " ann@laptop"
+	keyLine, _ := testenv.AuthorizedKey(t, "ann@laptop")
 	keyJSON, _ := json.Marshal(map[string]string{"public_key": keyLine, "name": "laptop"})
 	keyForAnnJSON, _ := json.Marshal(map[string]string{"public_key": keyLine, "user": "ann"})
 	var newToken string

@@ -425,7 +425,7 @@ func TestBrowserCrossSite(t *testing.T) {
 	if seed == "" {
 		t.Fatal("the login page set no CSRF cookie")
 	}
-	planted := sshKeyLine(t)
+	planted, _ := testenv.AuthorizedKey(t, "")
 	evilPage := `<!doctype html><title>cute cats</title><body>
 <form id="f" method="post" action="` + dash + `/account/keys">
 <input type="hidden" name="_csrf" value="` + token + `">
@@ -474,8 +474,9 @@ document.getElementById("f").submit();
 
 	// The dashboard's own form, same origin, still adds a key.
 	b.open("/account")
+	ownKey, _ := testenv.AuthorizedKey(t, "")
 	b.do("fill the key", chromedp.SetValue(chromedp.CSS(`form[action="/account/keys"] input[name="name"]`), "laptop"),
-		chromedp.SetValue(chromedp.CSS(`form[action="/account/keys"] textarea[name="key"]`), sshKeyLine(t)))
+		chromedp.SetValue(chromedp.CSS(`form[action="/account/keys"] textarea[name="key"]`), ownKey))
 	b.submit(`form[action="/account/keys"] button`)
 	b.waitFor("the added key", `document.querySelector(".flash.ok").textContent.includes("Added key laptop")`)
 	if ks := keys(); len(ks) != 1 || ks[0].Name != "laptop" {

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -18,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/berthhq/berth/builder"
 	"github.com/berthhq/berth/deploy"
@@ -305,18 +302,4 @@ func (c *client) login(user string) {
 	if status != http.StatusSeeOther || loc != "/apps" {
 		c.t.Fatalf("login as %s: %d %q\n%s", user, status, loc, body)
 	}
-}
-
-// sshKeyLine returns a new public key in authorized_keys form.
-func sshKeyLine(t *testing.T) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
 }

@@ -168,12 +168,9 @@ func (s *Server) psAction(ctx context.Context, actor platform.Actor, app, action
 // destroy removes an app's containers and then the app. The permission is
 // checked before anything is stopped: only the owner or an admin may.
 func (s *Server) destroy(ctx context.Context, actor platform.Actor, app string) error {
-	a, err := s.svc.App(ctx, actor, app)
+	a, err := s.svc.AppToDestroy(ctx, actor, app)
 	if err != nil {
 		return err
-	}
-	if !actor.IsAdmin() && a.OwnerID != actor.UserID {
-		return fmt.Errorf("only the owner of %s or an admin can destroy it: %w", app, platform.ErrForbidden)
 	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()

@@ -2,23 +2,15 @@ package web
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"html"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -239,7 +231,8 @@ func TestDashboardSecurity(t *testing.T) {
 			t.Helper()
 			planted++
 			form.Set("name", fmt.Sprintf("planted-%d", planted))
-			form.Set("key", sshKeyLine(t)) // new each time: a duplicate would be refused anyway
+			key, _ := testenv.AuthorizedKey(t, "") // new each time: a duplicate would be refused anyway
+			form.Set("key", key)
 			status, _, body := a.postHeader("/account/keys", form, header)
 			if status != http.StatusForbidden || !strings.Contains(body, want) {
 				t.Errorf("%s: %d, want 403 saying %q", what, status, want)
@@ -276,7 +269,8 @@ func TestDashboardSecurity(t *testing.T) {
 		if ck := c.cookie("/login", csrfCookie); ck != "" {
 			t.Error("the pre-session cookie outlived the sign-in")
 		}
-		if status, _, _ := c.post("/account/keys", url.Values{"_csrf": {loginToken}, "name": {"login-token"}, "key": {sshKeyLine(t)}}); status != http.StatusForbidden {
+		key, _ := testenv.AuthorizedKey(t, "")
+		if status, _, _ := c.post("/account/keys", url.Values{"_csrf": {loginToken}, "name": {"login-token"}, "key": {key}}); status != http.StatusForbidden {
 			t.Errorf("the login page's token after sign-in: %d, want 403", status)
 		}
 		if n := keys(); n != before {
@@ -320,7 +314,7 @@ func TestDashboardSecurity(t *testing.T) {
 			{"Referer": {e.url + "/account"}},
 			nil, // no browser: the token alone
 		} {
-			k := sshKeyLine(t)
+			k, _ := testenv.AuthorizedKey(t, "")
 			status, loc, body := a.postHeader("/account/keys", url.Values{"_csrf": {tok}, "name": {fmt.Sprintf("own-%d", i)}, "key": {k}}, header)
 			if status != http.StatusSeeOther || loc != "/account" {
 				t.Errorf("own page %v: %d %q\n%s", header, status, loc, body)
@@ -414,7 +408,9 @@ func TestDashboardSecurity(t *testing.T) {
 	})
 
 	t.Run("own certificate: TLS, Secure cookies, HSTS", func(t *testing.T) {
-		certFile, keyFile, pool := selfSigned(t)
+		certFile, keyFile, cert := testenv.WriteSelfSigned(t, t.TempDir(), "dashboard", "127.0.0.1")
+		pool := x509.NewCertPool()
+		pool.AddCert(cert)
 		srv, err := New(Config{Domain: e.domain, CertFile: certFile, KeyFile: keyFile}, Deps{Platform: e.svc, Deployer: e.dep}, testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
@@ -574,45 +570,6 @@ func TestDashboardSecurity(t *testing.T) {
 			t.Error("the connecting address is not backing off")
 		}
 	})
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
-// their paths and a pool that trusts the certificate.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }
 
 // TestPasswordChangeEndsOtherSessions: a password changed on the account

@@ -173,6 +173,15 @@ func TestSSHCommandsOnADeployedApp(t *testing.T) {
 	if body := d.mustGet(host, "/"); body != "hi\n" {
 		t.Errorf("after bob's refused push the app serves %q", body)
 	}
+	// Shared with bob, the app is his to run but not to destroy: refused
+	// before anything is torn down, so it goes on serving.
+	p.mustSSH("apps:share", "myapp", "bob")
+	if _, errs, code := b.ssh("", "apps:destroy", "myapp", "--force"); code == 0 || !strings.Contains(errs, "only the owner") {
+		t.Errorf("bob's apps:destroy of a shared app: exit %d %q", code, errs)
+	}
+	if body := d.mustGet(host, "/"); body != "hi\n" {
+		t.Errorf("after bob's refused destroy the app serves %q", body)
+	}
 
 	// destroy asks for the name.
 	if _, errs, code := p.ssh("wrong\n", "apps:destroy", "myapp"); code == 0 || !strings.Contains(errs, "did not match") {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/berthhq/berth/engine"
 	"github.com/berthhq/berth/internal/testenv"
-	gossh "golang.org/x/crypto/ssh"
 )
 
 func TestMain(m *testing.M) {
@@ -191,19 +188,6 @@ func freePort(t *testing.T) string {
 	return p
 }
 
-func testKey(t *testing.T) []byte {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := gossh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gossh.MarshalAuthorizedKey(sp)
-}
-
 // TestEmbeddedPostgresLifecycle: a fresh data dir gets its own cluster,
 // state survives a restart and a SIGKILL of the daemon, and nothing of
 // postgres is left after a clean shutdown.
@@ -211,7 +195,8 @@ func TestEmbeddedPostgresLifecycle(t *testing.T) {
 	d := newTestDaemon(t)
 	d.start()
 	d.mustRun(nil, "users:add", "alice", "--admin")
-	d.mustRun(testKey(t), "keys:add", "alice", "laptop")
+	key, _ := testenv.AuthorizedKey(t, "")
+	d.mustRun([]byte(key+"\n"), "keys:add", "alice", "laptop")
 	d.mustRun([]byte("correct horse battery\n"), "users:passwd", "alice")
 
 	// The dashboard answers on its port and signs the user in.

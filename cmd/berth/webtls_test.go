@@ -2,17 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,51 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key as
-// PEM files in dir, named NAME.crt and NAME.key, and returns their paths
-// and the certificate.
-func writeCert(t *testing.T, dir, name string) (certFile, keyFile string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "berth test dashboard"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, cert
-}
+	"github.com/berthhq/berth/internal/testenv"
+)
 
 // TestDashboardTLS: with web_tls_cert and web_tls_key the dashboard
 // speaks HTTPS only, with Secure __Host- cookies and HSTS.
 func TestDashboardTLS(t *testing.T) {
-	certFile, keyFile, cert := writeCert(t, t.TempDir(), "dashboard")
+	certFile, keyFile, cert := testenv.WriteSelfSigned(t, t.TempDir(), "dashboard", "127.0.0.1")
 	d := newTestDaemon(t, "BERTH_WEB_TLS_CERT="+certFile, "BERTH_WEB_TLS_KEY="+keyFile)
 	d.start()
 
@@ -111,8 +67,8 @@ func TestDashboardTLS(t *testing.T) {
 func TestDashboardTLSRefusesBadFiles(t *testing.T) {
 	d := newTestDaemon(t)
 	dir := t.TempDir()
-	certFile, keyFile, _ := writeCert(t, dir, "one")
-	_, otherKey, _ := writeCert(t, dir, "two")
+	certFile, keyFile, _ := testenv.WriteSelfSigned(t, dir, "one", "127.0.0.1")
+	_, otherKey, _ := testenv.WriteSelfSigned(t, dir, "two", "127.0.0.1")
 	garbage := filepath.Join(dir, "garbage.crt")
 	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,9 +3,12 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +153,23 @@ func (ts *TermSession) Wait() (int, string) {
 			ts.t.Fatal("the command did not end within a minute")
 		}
 	}
+}
+
+// AuthorizedKey makes a new ed25519 public key and returns it as an
+// authorized_keys line (with comment, if any) and its SHA256 fingerprint.
+func AuthorizedKey(t testing.TB, comment string) (line, fingerprint string) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
+	if comment != "" {
+		line += " " + comment
+	}
+	return line, ssh.FingerprintSHA256(sp)
 }
